@@ -1,0 +1,7 @@
+"""ultrald: Localization Distillation (LD) for Ultralytics YOLO."""
+
+__version__ = "0.1.0"
+
+from .engine.trainer import LDTrainer, trainer_for  # noqa: E402
+
+__all__ = ("LDTrainer", "__version__", "trainer_for")

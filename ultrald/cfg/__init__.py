@@ -1,0 +1,55 @@
+"""Distillation settings: ultrald's keys, merged over Ultralytics' defaults and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, cfg2dict
+from ultralytics.utils import YAML
+
+LD_CFG_PATH = Path(__file__).parent / "default.yaml"
+LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
+
+_WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "dis")
+_TEMPERATURES = ("ld_temp", "kd_temp")
+KD_TYPES = ("binary", "softmax")
+
+
+def ld_cfg(cfg: str | Path | dict | SimpleNamespace = DEFAULT_CFG) -> dict[str, Any]:
+    """Return the full default cfg dict: Ultralytics' keys plus ultrald's, with `cfg` laid over them.
+
+    A value in `cfg` equal to Ultralytics' own default counts as unset, so ultrald's defaults (e.g. dis=0) hold when a
+    caller, such as an Ultralytics DDP worker, passes Ultralytics' default dict.
+    """
+    merged = {**DEFAULT_CFG_DICT, **LD_DEFAULTS}
+    given = cfg2dict(cfg)
+    merged.update({k: v for k, v in given.items() if k not in DEFAULT_CFG_DICT or v != DEFAULT_CFG_DICT[k]})
+    return merged
+
+
+def check_ld_args(args: dict | SimpleNamespace) -> None:
+    """Check ultrald's keys in `args` (types and ranges), raising TypeError/ValueError that name the key and value.
+
+    Ultralytics type-checks only its own keys, so ours are checked here.
+    """
+    a = args if isinstance(args, dict) else vars(args)
+    for k in (*_WEIGHTS, *_TEMPERATURES, "vlr_alpha", "vlr_scale"):
+        v = a.get(k, LD_DEFAULTS[k])
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"'{k}={v}' is of type {type(v).__name__}, expected a number, e.g. '{k}={LD_DEFAULTS[k]}'.")
+    for k in _WEIGHTS:
+        if a.get(k, 0) < 0:
+            raise ValueError(f"'{k}={a[k]}' is negative; distillation weights must be >= 0 (0 turns the term off).")
+    for k in _TEMPERATURES:
+        if a.get(k, 1) <= 0:
+            raise ValueError(f"'{k}={a[k]}' must be > 0; the paper uses ld_temp=10, kd_temp=2.")
+    if not 0 <= a.get("vlr_alpha", 0.25) < 1:
+        raise ValueError(f"'vlr_alpha={a['vlr_alpha']}' must lie in [0, 1); the paper uses 0.25.")
+    if a.get("vlr_scale", 1) <= 0:
+        raise ValueError(f"'vlr_scale={a['vlr_scale']}' must be > 0 (virtual anchor side in strides).")
+    if not isinstance(a.get("vlr", True), bool):
+        raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
+    if a.get("kd_type", "binary") not in KD_TYPES:
+        raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")

@@ -1,0 +1,170 @@
+"""Synthetic shapes: a deterministic detection (and OBB) dataset drawn with OpenCV, generated once and reused.
+
+Each image holds a few filled polygons of `CLASSES` with random size, aspect, rotation, colour and overlap, on a noisy
+textured background with clutter that belongs to no class. Labels are the exact extent of what was drawn: the
+axis-aligned box of the polygon (detect) or its rotated template rectangle (obb).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from ultralytics.utils import DATASETS_DIR, LOGGER, TQDM, YAML
+
+VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+CLASSES = ("circle", "triangle", "square", "pentagon", "hexagon", "star", "cross", "arrow")
+ALIASES = {"shapes": "detect", "shapes-obb": "obb"}
+
+
+def _regular(n: int, phase: float = 0.0) -> np.ndarray:
+    """Return the n vertices of a regular polygon of radius 1."""
+    a = phase + 2 * np.pi * np.arange(n) / n
+    return np.stack((np.cos(a), np.sin(a)), 1)
+
+
+def _templates() -> dict[str, np.ndarray]:
+    """Return each class as a polygon (K, 2) around the origin, inside the unit square [-1, 1]^2."""
+    star = _regular(10, -np.pi / 2) * np.where(np.arange(10) % 2, 0.45, 1.0)[:, None]
+    cross = np.array([(-1, -0.33), (-0.33, -0.33), (-0.33, -1), (0.33, -1), (0.33, -0.33), (1, -0.33), (1, 0.33),
+                      (0.33, 0.33), (0.33, 1), (-0.33, 1), (-0.33, 0.33), (-1, 0.33)], dtype=float)  # fmt: skip
+    arrow = np.array([(-1, -0.3), (0.2, -0.3), (0.2, -0.8), (1, 0), (0.2, 0.8), (0.2, 0.3), (-1, 0.3)], dtype=float)
+    polys = {
+        "circle": _regular(48),
+        "triangle": _regular(3, -np.pi / 2),
+        "square": _regular(4, np.pi / 4),
+        "pentagon": _regular(5, -np.pi / 2),
+        "hexagon": _regular(6),
+        "star": star,
+        "cross": cross,
+        "arrow": arrow,
+    }
+    return {k: v / np.abs(v).max() for k, v in polys.items()}
+
+
+TEMPLATES = _templates()
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """What to generate; the same config and seed always give the same files."""
+
+    task: str = "detect"  # 'detect' or 'obb'
+    n_train: int = 1000
+    n_val: int = 200
+    imgsz: int = 160
+    objects: tuple[int, int] = (2, 8)  # objects per image (min, max)
+    size: tuple[float, float] = (0.06, 0.4)  # object side as a fraction of the image side
+    aspect: tuple[float, float] = (0.6, 1.6)  # width / height of the template before rotation
+    max_overlap: float = 0.3  # largest IoU allowed between two objects' boxes
+    noise: float = 12.0  # std of the Gaussian pixel noise
+    clutter: int = 4  # distractor strokes per image (lines and arcs of no class)
+    seed: int = 0
+
+
+def _background(rng: np.random.Generator, s: int) -> np.ndarray:
+    """Return a textured background: a colour gradient with low-frequency blotches."""
+    c0, c1 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+    t = np.linspace(0, 1, s)[:, None, None]
+    img = c0 * (1 - t) + c1 * t
+    img = np.broadcast_to(img, (s, s, 3)) if rng.random() < 0.5 else np.broadcast_to(img.transpose(1, 0, 2), (s, s, 3))
+    blotches = cv2.resize(rng.normal(0, 25, (6, 6, 3)), (s, s), interpolation=cv2.INTER_CUBIC)
+    return img + blotches
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the IoU of box a (4,) with boxes b (N, 4), xyxy."""
+    lt, rb = np.maximum(a[:2], b[:, :2]), np.minimum(a[2:], b[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(1)
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter + 1e-9)
+
+
+def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """Draw one image; return it (H, W, 3) uint8 and its objects as (class, polygon) with the 4 label corners.
+
+    For detect the corners are those of the axis-aligned box of the drawn polygon; for obb those of the rotated
+    template rectangle. Both are clipped to the image.
+    """
+    s = cfg.imgsz
+    img = _background(rng, s)
+    objects, boxes = [], np.zeros((0, 4))
+    for _ in range(rng.integers(cfg.objects[0], cfg.objects[1] + 1)):
+        for _try in range(10):  # find a place that overlaps the others little enough
+            cls = int(rng.integers(len(CLASSES)))
+            side = rng.uniform(*cfg.size) * s
+            aspect = rng.uniform(*cfg.aspect)
+            half = np.array([np.sqrt(aspect), 1 / np.sqrt(aspect)]) * side / 2
+            theta = rng.uniform(0, np.pi)
+            rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+            centre = rng.uniform(0.05 * s, 0.95 * s, 2)
+            poly = TEMPLATES[CLASSES[cls]] * half @ rot.T + centre
+            rect = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)]) * half @ rot.T + centre
+            box = np.concatenate((poly.min(0), poly.max(0))).clip(0, s)
+            if (box[2:] - box[:2]).min() < 3 or (len(boxes) and _box_iou(box, boxes).max() > cfg.max_overlap):
+                continue
+            color = rng.uniform(0, 255, 3)
+            cv2.fillPoly(img, [np.round(poly * 16).astype(np.int32)], color.tolist(), cv2.LINE_AA, shift=4)
+            corners = rect if cfg.task == "obb" else box[[0, 1, 2, 1, 2, 3, 0, 3]].reshape(4, 2)
+            objects.append((cls, corners.clip(0, s)))
+            boxes = np.vstack((boxes, box))
+            break
+    for _ in range(cfg.clutter):  # thin strokes of no class
+        p = rng.uniform(0, s, (2, 2))
+        color, thick = rng.uniform(0, 255, 3).tolist(), int(rng.integers(1, 3))
+        if rng.random() < 0.5:
+            cv2.line(img, tuple(p[0].astype(int)), tuple(p[1].astype(int)), color, thick, cv2.LINE_AA)
+        else:
+            axes = tuple(rng.uniform(0.05 * s, 0.3 * s, 2).astype(int))
+            cv2.ellipse(img, tuple(p[0].astype(int)), axes, rng.uniform(0, 180), 0, rng.uniform(60, 200), color, thick)
+    img = img + rng.normal(0, cfg.noise, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), objects
+
+
+def label_lines(objects: list[tuple[int, np.ndarray]], task: str, s: int) -> list[str]:
+    """Return YOLO label lines: 'cls xc yc w h' (detect) or 'cls x1 y1 ... x4 y4' (obb), normalised by the side s."""
+    lines = []
+    for cls, corners in objects:
+        c = corners / s
+        if task == "obb":
+            lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
+        else:
+            (x0, y0), (x1, y1) = c.min(0), c.max(0)
+            lines.append(f"{cls} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
+    return lines
+
+
+def generate(root: str | Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
+    """Write the dataset under `root` (images/{train,val}, labels/{train,val}, data.yaml) and return the yaml path.
+
+    A dataset already at `root` with the same config and generator version is reused as it is.
+    """
+    root = Path(root)
+    stamp, yaml_file = root / "ultrald.json", root / "data.yaml"
+    meta = {"version": VERSION, **asdict(cfg)}
+    if yaml_file.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(meta)):
+        return yaml_file
+    for split, n, offset in (("train", cfg.n_train, 0), ("val", cfg.n_val, 10**6)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in TQDM(range(n), desc=f"ultrald: drawing shapes {split}"):
+            rng = np.random.default_rng([cfg.seed, offset + i])  # each image on its own stream
+            img, objects = draw_image(cfg, rng)
+            cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), img)
+            (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(label_lines(objects, cfg.task, cfg.imgsz)))
+    YAML.save(yaml_file, {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
+                          "names": dict(enumerate(CLASSES))})  # fmt: skip
+    stamp.write_text(json.dumps(meta))
+    LOGGER.info(f"ultrald: synthetic {cfg.task} shapes ({cfg.n_train} train, {cfg.n_val} val) written to {root}")
+    return yaml_file
+
+
+def resolve_data(data: str | Path | None) -> str | Path | None:
+    """Return the yaml of the embedded dataset for 'shapes' / 'shapes-obb' (generating it once), else `data` as is."""
+    task = ALIASES.get(str(data))
+    if task is None:
+        return data
+    return str(generate(DATASETS_DIR / f"ultrald-{data}", ShapesConfig(task=task)))

@@ -1,0 +1,113 @@
+"""The student's criterion: Ultralytics' own loss plus LD, VLR and KD against the frozen teacher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from ultralytics.utils.loss import v8DetectionLoss
+from ultralytics.utils.tal import make_anchors
+
+from .losses import class_kd, kl_distill
+from .regions import vlr_weights
+
+
+class Assignment(NamedTuple):
+    """What the label assigner saw and decided for one batch (A grid points, n padded boxes per image)."""
+
+    gt_bboxes: torch.Tensor  # (B, n, 4) xyxy pixels, or (B, n, 5) xywhr for OBB
+    mask_gt: torch.Tensor  # (B, n, 1) real boxes
+    target_scores: torch.Tensor  # (B, A, nc) IoU-aligned soft labels, zero off the positives
+    fg_mask: torch.Tensor  # (B, A) positives
+
+
+class AssignmentRecorder(nn.Module):
+    """Wrap an Ultralytics TAL assigner and keep the assignment of its last call in `last`.
+
+    Ultralytics' criteria use the assignment internally without returning it; the distillation terms need it to find
+    the main region and to weight it exactly like the DFL loss.
+    """
+
+    def __init__(self, assigner: nn.Module):
+        """Wrap `assigner`."""
+        super().__init__()
+        self.assigner, self.last = assigner, None
+
+    def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
+        """Run the wrapped assigner, record its inputs and outputs, and return its outputs unchanged."""
+        out = self.assigner(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
+        self.last = Assignment(gt_bboxes, mask_gt, out[2], out[3])
+        return out
+
+
+class DistillationLoss:
+    """Mixin for an Ultralytics criterion that appends the distillation terms `names` to its loss vector.
+
+    The main region is the assigner's positives, each weighted by its IoU-aligned target score and normalised by the
+    sum of those scores, exactly like Ultralytics' DFL loss; the VLR lies beyond them (see `regions.py`). The terms are
+    multiplied by the batch size like Ultralytics' own, so their weights do not change with the batch size.
+
+    Args:
+        model (nn.Module): The student (de-paralleled); its `args` hold the distillation keys.
+        teacher (Callable): Maps the batch images to the teacher's raw head dict ('boxes', 'scores'[, 'angle']).
+    """
+
+    names = ("ld_loss", "vlr_loss", "kd_loss")
+
+    def __init__(self, model: nn.Module, teacher: Callable[[torch.Tensor], dict], **kwargs):
+        """Build Ultralytics' criterion for `model` and record its assignments."""
+        super().__init__(model, **kwargs)
+        self.teacher = teacher
+        self.assigner = AssignmentRecorder(self.assigner)
+
+    def loss(self, preds: dict[str, torch.Tensor], batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return Ultralytics' loss vector with the distillation terms appended (times batch size), and its items."""
+        loss, items = super().loss(preds, batch)
+        terms = self.distill(preds, self.teacher(batch["img"]), self.assigner.last)
+        batch_size = preds["scores"].shape[0]
+        return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}
+
+    def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
+        """Return the weighted (ld_loss, vlr_loss, kd_loss) of one batch, each already multiplied by its weight."""
+        h = self.hyp
+        w_main = assigned.target_scores.sum(-1)  # (B, A), the DFL loss weight
+        use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
+        w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
+        norm = assigned.target_scores.sum().clamp(min=1)
+        rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of every region
+        w_main, w_vlr = w_main[rows], w_vlr[rows]
+
+        zero = w_main.new_zeros(())
+        ld_rows = kd_rows = zero
+        if h.ld > 0 or (use_vlr and h.vlr_ld > 0):
+            s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
+            ld_rows = kl_distill(s.view(-1, 4, self.reg_max), t.view(-1, 4, self.reg_max), h.ld_temp).mean(-1)
+        if h.kd > 0 or (use_vlr and h.vlr_kd > 0):
+            s, t = (x["scores"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, nc)
+            kd_rows = class_kd(s, t, h.kd_temp, h.kd_type)
+        ld = (ld_rows * w_main).sum() * h.ld
+        kd = (kd_rows * w_main).sum() * h.kd
+        vlr = ((ld_rows * h.vlr_ld + kd_rows * h.vlr_kd) * w_vlr).sum() if use_vlr else zero
+        return torch.stack((ld, vlr, kd)) / norm
+
+    def vlr_region(self, preds: dict, assigned: Assignment) -> torch.Tensor:
+        """Return the VLR weight (B, A) of every grid point for horizontal boxes."""
+        anchor_points, strides = make_anchors(preds["feats"], self.stride, 0.5)
+        level_sizes = [f.shape[2] * f.shape[3] for f in preds["feats"]]
+        h = self.hyp
+        return vlr_weights(
+            anchor_points * strides,
+            strides,
+            level_sizes,
+            assigned.gt_bboxes,
+            assigned.mask_gt,
+            assigned.fg_mask,
+            alpha=h.vlr_alpha,
+            scale=h.vlr_scale,
+        )
+
+
+class LDDetectionLoss(DistillationLoss, v8DetectionLoss):
+    """v8DetectionLoss (box, cls, dfl) + ld_loss, vlr_loss, kd_loss."""

@@ -1,0 +1,50 @@
+"""Distillation losses as pure tensor functions (no state), always computed in float32."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kl_distill(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Return KL(softmax(t/T) || softmax(s/T)) * T^2 averaged over the last dim, the LD/KD loss of Zheng et al.
+
+    Args:
+        student (torch.Tensor): Student logits (..., K), e.g. the K bins of one box edge.
+        teacher (torch.Tensor): Teacher logits (..., K); no gradient flows into them.
+        temperature (float): Softening temperature T.
+
+    Returns:
+        (torch.Tensor): Loss per row (...,). Its gradient w.r.t. the student logits is T * (p_s - p_t) / K.
+    """
+    log_ps = F.log_softmax(student.float() / temperature, dim=-1)
+    log_pt = F.log_softmax(teacher.detach().float() / temperature, dim=-1)
+    return (log_pt.exp() * (log_pt - log_ps)).mean(-1) * temperature**2
+
+
+def binary_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Return the per-class Bernoulli KL(sigmoid(t/T) || sigmoid(s/T)) * T^2 summed over the last dim.
+
+    The counterpart of `kl_distill` for YOLO's sigmoid (BCE) classifier: each class is its own two-way distribution,
+    so it also works with one class, where the softmax form is identically zero.
+
+    Args:
+        student (torch.Tensor): Student class logits (..., C).
+        teacher (torch.Tensor): Teacher class logits (..., C).
+        temperature (float): Softening temperature T.
+
+    Returns:
+        (torch.Tensor): Loss per row (...,). Its gradient w.r.t. the student logits is T * (sigmoid(s/T) - sigmoid(t/T)).
+    """
+    s, t = student.float() / temperature, teacher.detach().float() / temperature
+    pt = t.sigmoid()
+    # BCE(s, pt) - BCE(t, pt) = KL(pt || ps): zero when s == t, same gradient as the BCE
+    kl = F.binary_cross_entropy_with_logits(s, pt, reduction="none") - F.binary_cross_entropy_with_logits(
+        t, pt, reduction="none"
+    )
+    return kl.sum(-1) * temperature**2
+
+
+def class_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str = "binary") -> torch.Tensor:
+    """Return classification KD per row (...,) in the `kind` form: 'binary' (per-class sigmoid) or 'softmax'."""
+    return (binary_kd if kind == "binary" else kl_distill)(student, teacher, temperature)

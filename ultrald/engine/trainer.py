@@ -1,0 +1,134 @@
+"""LDTrainer: Ultralytics' DetectionTrainer with a frozen teacher and the LD/VLR/KD criterion.
+
+The trainer only wires things: the student stays a plain Ultralytics model, the teacher lives outside its module tree
+(in the criterion), so EMA, checkpoints, export and inference never see it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT
+from ultralytics.engine.model import Model
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.utils import LOGGER, RANK, IterableSimpleNamespace, colorstr
+from ultralytics.utils.torch_utils import unwrap_model
+
+from ..cfg import check_ld_args, ld_cfg
+from ..data.shapes import resolve_data
+from ..distill.criterion import LDDetectionLoss
+from ..distill.teacher import IN_MEMORY, TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
+from ..utils import ensure_offline_fonts
+
+
+class DistillationTrainerMixin:
+    """Adds a frozen teacher and a distillation criterion to an Ultralytics trainer.
+
+    Subclasses set `criterion_class`. `teacher=` is a checkpoint path (kept in the args, so resume and DDP workers
+    rebuild the teacher from it) or, in Python, a YOLO object or model (kept on the trainer only).
+    """
+
+    criterion_class: type = LDDetectionLoss
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides: dict[str, Any] | None = None, _callbacks: dict | None = None):
+        """Merge ultrald's keys into the cfg, check them and the teacher path, then build the Ultralytics trainer."""
+        overrides = dict(overrides or {})
+        self.teacher_model = None  # a teacher passed as an object
+        teacher = overrides.get("teacher")
+        if isinstance(teacher, (nn.Module, Model)):
+            self.teacher_model = teacher
+            overrides["teacher"] = IN_MEMORY
+        base = ld_cfg(cfg)
+        check_ld_args({**base, **overrides})
+        if not overrides.get("resume"):
+            self._check_teacher_arg({**base, **overrides})
+        ensure_offline_fonts()
+        super().__init__(base, overrides, _callbacks)
+        check_ld_args(self.args)  # resume replaced the args with the checkpoint's
+        self._check_teacher_arg(vars(self.args))
+        if self.args.dis > 0:  # Ultralytics' feature imitation runs beside LD, on the same teacher
+            if self.args.distill_model not in {None, self.args.teacher}:
+                raise TeacherError(
+                    f"distill_model={self.args.distill_model} differs from teacher={self.args.teacher}; "
+                    "ultrald sets distill_model to the teacher when dis > 0, leave it unset."
+                )
+            if self.args.teacher == IN_MEMORY:
+                raise TeacherError("dis > 0 needs teacher as a checkpoint path, not a model object.")
+            self.args.distill_model = self.args.teacher
+        self.teacher = None
+
+    def _check_teacher_arg(self, args: dict) -> None:
+        """Raise TeacherError unless `teacher` is set and, when a path, an existing *.pt file."""
+        teacher = args.get("teacher")
+        if teacher is None:
+            raise TeacherError("teacher= is required, e.g. teacher=runs/detect/train/weights/best.pt")
+        if teacher == IN_MEMORY:
+            if self.teacher_model is None:
+                raise TeacherError(
+                    "this run's teacher was a model object in Python, which checkpoints do not store: "
+                    "pass teacher=path/to/teacher.pt to resume it."
+                )
+        else:
+            check_teacher_file(teacher)
+
+    def get_dataset(self) -> dict:
+        """Resolve the embedded dataset names ('shapes', 'shapes-obb') to their yaml, then check the dataset."""
+        self.args.data = resolve_data(self.args.data)
+        return super().get_dataset()
+
+    def get_validator(self):
+        """Return Ultralytics' validator, built from the args without ultrald's keys (which it would reject)."""
+        args = self.args
+        self.args = IterableSimpleNamespace(**{k: v for k, v in vars(args).items() if k in DEFAULT_CFG_DICT})
+        try:
+            return super().get_validator()
+        finally:
+            self.args = args
+
+    def set_model_attributes(self) -> None:
+        """Set the student's attributes, then load the teacher and check it against the student before training."""
+        super().set_model_attributes()
+        teacher = load_teacher(self.teacher_model or self.args.teacher, self.device)
+        check_teacher(teacher, unwrap_model(self.model), self.args)
+        self.teacher = teacher
+
+    def _setup_train(self) -> None:
+        """Set up Ultralytics' training, then give the student the distillation criterion.
+
+        This runs after the EMA copy is made, so the EMA (and every checkpoint) keeps a teacher-free criterion.
+        """
+        super()._setup_train()
+        model = unwrap_model(self.model)
+        if isinstance(model, DistillationModel):  # dis > 0: its teacher forward serves LD too
+            self.teacher = model.teacher_model
+            student, head = model.student_model, TeacherHead(model.teacher_model, shared=True)
+        else:
+            student, head = model, TeacherHead(self.teacher)
+        student.criterion = self.criterion_class(student, head)
+        if RANK in {-1, 0}:
+            a = self.args
+            LOGGER.info(
+                f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
+                f"{a.kd_type}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, scale={a.vlr_scale}) "
+                f"dis={a.dis}"
+            )
+
+
+class LDTrainer(DistillationTrainerMixin, DetectionTrainer):
+    """Detection trainer with Localization Distillation from a frozen teacher.
+
+    Examples:
+        >>> from ultrald import LDTrainer
+        >>> LDTrainer(overrides=dict(model="yolov8s.yaml", teacher="yolov8x.pt", data="coco.yaml")).train()
+    """
+
+
+def trainer_for(task: str) -> type:
+    """Return the distillation trainer class for an Ultralytics task name."""
+    trainers = {"detect": LDTrainer}
+    if task not in trainers:
+        raise TeacherError(f"ultrald distils tasks {list(trainers)}, not task='{task}'.")
+    return trainers[task]
+
