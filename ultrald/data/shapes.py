@@ -86,8 +86,8 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """Draw one image; return it (H, W, 3) uint8 and its objects as (class, polygon) with the 4 label corners.
 
-    For detect the corners are those of the axis-aligned box of the drawn polygon; for obb those of the rotated
-    template rectangle. Both are clipped to the image.
+    For detect the corners are those of the axis-aligned box of the drawn polygon, clipped to the image; for obb those
+    of the tight rectangle of the polygon in its own rotated frame, which lies wholly inside the image.
     """
     s = cfg.imgsz
     img = _background(rng, s)
@@ -101,15 +101,19 @@ def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray,
             theta = rng.uniform(0, np.pi)
             rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
             centre = rng.uniform(0.05 * s, 0.95 * s, 2)
-            poly = TEMPLATES[CLASSES[cls]] * half @ rot.T + centre
-            rect = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)]) * half @ rot.T + centre
+            template = TEMPLATES[CLASSES[cls]]
+            (x0, y0), (x1, y1) = template.min(0), template.max(0)
+            poly = template * half @ rot.T + centre
+            rect = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]) * half @ rot.T + centre  # tight, rotated
+            if cfg.task == "obb" and not (0 <= rect.min() and rect.max() <= s):
+                continue  # rotated labels stay whole: a clipped rectangle is no rectangle
             box = np.concatenate((poly.min(0), poly.max(0))).clip(0, s)
             if (box[2:] - box[:2]).min() < 3 or (len(boxes) and _box_iou(box, boxes).max() > cfg.max_overlap):
                 continue
             color = rng.uniform(0, 255, 3)
             cv2.fillPoly(img, [np.round(poly * 16).astype(np.int32)], color.tolist(), cv2.LINE_AA, shift=4)
             corners = rect if cfg.task == "obb" else box[[0, 1, 2, 1, 2, 3, 0, 3]].reshape(4, 2)
-            objects.append((cls, corners.clip(0, s)))
+            objects.append((cls, corners))
             boxes = np.vstack((boxes, box))
             break
     for _ in range(cfg.clutter):  # thin strokes of no class

@@ -1,0 +1,130 @@
+"""The assembled criterion: Ultralytics' loss + ld_loss, vlr_loss, kd_loss on a real (tiny) YOLOv8 head."""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from ultralytics.cfg import DEFAULT_CFG_DICT
+from ultralytics.nn.tasks import DetectionModel
+
+from conftest import tiny_yaml
+from ultrald.cfg import LD_DEFAULTS
+from ultrald.distill.criterion import LDDetectionLoss
+from ultrald.distill.teacher import TeacherHead, load_teacher
+
+NAMES = ("box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss")
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    torch.manual_seed(0)
+    model = DetectionModel(str(tiny_yaml(tmp_path_factory.mktemp("m") / "s.yaml")), nc=3, verbose=False)
+    model.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS})
+    return model
+
+
+def perturbed(model, std=0.3):
+    """A frozen teacher: `model` with noise on every weight (untrained heads output near-constant logits)."""
+    g = torch.Generator().manual_seed(1)
+    teacher = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+    return TeacherHead(load_teacher(teacher))
+
+
+def batch(boxes=True, b=2):
+    g = torch.Generator().manual_seed(0)
+    out = {"img": torch.rand(b, 3, 64, 64, generator=g)}
+    if boxes:
+        out.update(batch_idx=torch.tensor([0.0, 0.0, 1.0]), cls=torch.tensor([[0.0], [2.0], [1.0]]),
+                   bboxes=torch.tensor([[0.3, 0.3, 0.3, 0.4], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.6, 0.6]]))  # fmt: skip
+    else:
+        out.update(batch_idx=torch.zeros(0), cls=torch.zeros(0, 1), bboxes=torch.zeros(0, 4))
+    return out
+
+
+def run(student, teacher, b=None, **hyp):
+    """Return (loss vector, items) of the criterion with hyperparameters `hyp` on a batch, student in eval mode."""
+    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS, **hyp})
+    student.eval()  # same BN statistics as the eval-mode teacher
+    crit = LDDetectionLoss(student, teacher)
+    b = b or batch()
+    return crit(student(b["img"]), b)
+
+
+def teacher_from(student, edit=None):
+    """A teacher callable returning the student's own head outputs, optionally edited."""
+
+    def head(img):
+        with torch.no_grad():
+            out = {k: v.clone() for k, v in student(img)[1].items() if k != "feats"}
+        if edit:
+            edit(out)
+        return out
+
+    return head
+
+
+def test_identical_teacher_gives_zero_loss_and_zero_gradient(student):
+    teacher = TeacherHead(load_teacher(copy.deepcopy(student)))
+    loss, items = run(student, teacher)
+    assert tuple(items) == NAMES and loss.shape == (6,)
+    assert all(abs(items[k]) < 1e-6 for k in NAMES[3:])
+    student.zero_grad()
+    loss[3:].sum().backward()
+    assert max(p.grad.abs().max().item() for p in student.parameters() if p.grad is not None) < 1e-6
+
+
+def test_distillation_terms_nonzero_with_another_teacher_and_scaled_by_batch(student):
+    loss, items = run(student, perturbed(student))
+    for k in NAMES[3:]:
+        assert items[k] > 0 and torch.isfinite(items[k])
+    torch.testing.assert_close(loss[3:], torch.stack([items[k] for k in NAMES[3:]]) * 2)  # x batch size
+
+
+def test_constant_shift_of_one_edge_keeps_ld_zero(student):
+    """Channel c = edge * reg_max + bin: a constant added to all bins of one edge changes no distribution."""
+
+    def shift_bottom_edge(out):
+        out["boxes"][:, 3 * 16 : 4 * 16] += 5.0
+
+    _, items = run(student, teacher_from(student, shift_bottom_edge))
+    assert items["ld_loss"] < 1e-6 and items["vlr_loss"] < 1e-6
+
+    def shift_bins(out):  # same amount of change, but across edges: distributions do change
+        out["boxes"][:, 8:24] += 5.0
+
+    _, items = run(student, teacher_from(student, shift_bins))
+    assert items["ld_loss"] > 1e-3
+
+
+def test_weights_scale_and_switch_terms(student):
+    other = perturbed(student)
+    _, base = run(student, other)
+    _, double = run(student, other, ld=3.0, kd=2.0, vlr_ld=1.0)
+    for k in ("ld_loss", "kd_loss", "vlr_loss"):
+        torch.testing.assert_close(double[k], 2 * base[k])
+    _, off = run(student, other, vlr=False, kd=0.0)
+    assert off["vlr_loss"] == 0 and off["kd_loss"] == 0
+    torch.testing.assert_close(off["ld_loss"], base["ld_loss"])
+    _, vlr_kd = run(student, other, vlr_ld=0.0, vlr_kd=1.0)
+    assert vlr_kd["vlr_loss"] > 0
+
+
+def test_batch_without_boxes_gives_zero_not_nan(student):
+    other = perturbed(student)
+    loss, items = run(student, other, b=batch(boxes=False))
+    assert torch.isfinite(loss).all()
+    assert all(items[k] == 0 for k in NAMES[3:])
+
+
+def test_low_precision_autocast_gives_finite_float32_terms(student):
+    other = perturbed(student)
+    _, ref = run(student, other)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, items = run(student, other)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    for k in NAMES[3:]:  # bf16 logits (8 bits of mantissa), float32 softmax/KL
+        assert items[k] == pytest.approx(ref[k].item(), rel=0.1)

@@ -1,0 +1,164 @@
+"""End to end on tiny synthetic data: a plain-Ultralytics teacher, students distilled via LDTrainer and `yolo-ld`."""
+
+import csv
+import hashlib
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ultralytics.nn.tasks import load_checkpoint
+
+from conftest import FAST, IMGSZ
+from ultrald import LDTrainer
+
+DISTILL_COLUMNS = ("train/ld_loss", "train/vlr_loss", "train/kd_loss")
+
+
+def read_results(save_dir: Path) -> list[dict[str, float]]:
+    """Rows of results.csv as dicts of floats."""
+    with open(save_dir / "results.csv") as f:
+        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_args(tmp_root, name, student_yaml, shapes_yaml, **kw):
+    args = dict(model=str(student_yaml), data=str(shapes_yaml), epochs=6, imgsz=IMGSZ, batch=8, workers=0,
+                plots=False, project=str(tmp_root / "runs"), name=name, exist_ok=True, seed=0, **FAST)  # fmt: skip
+    return {**args, **kw}
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+    """A student distilled with LDTrainer at the default settings, and the teacher file's hash before training."""
+    before = sha256(teacher_pt)
+    trainer = LDTrainer(overrides=train_args(tmp_root, "ld", student_yaml, shapes_yaml, teacher=str(teacher_pt)))
+    trainer.train()
+    return trainer, before
+
+
+def test_distillation_columns_logged_finite_nonzero(distilled):
+    trainer, _ = distilled
+    rows = read_results(trainer.save_dir)
+    assert len(rows) == 6
+    for column in DISTILL_COLUMNS:
+        values = [r[column] for r in rows]
+        assert all(math.isfinite(v) and v > 0 for v in values), (column, values)
+    assert trainer.loss_names == ("box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss")
+
+
+def test_student_improves(distilled):
+    trainer, _ = distilled
+    rows = read_results(trainer.save_dir)
+    total = [sum(v for k, v in r.items() if k.startswith("train/")) for r in rows]
+    assert total[-1] < 0.9 * total[0], total
+    val = [r["val/box_loss"] + r["val/cls_loss"] + r["val/dfl_loss"] for r in rows]
+    assert val[-1] < val[0], val
+
+
+def test_teacher_frozen_and_unchanged(distilled, teacher_pt):
+    trainer, before = distilled
+    assert sha256(teacher_pt) == before
+    teacher = trainer.teacher
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    reference = load_checkpoint(teacher_pt)[0].state_dict()
+    for k, v in teacher.state_dict().items():  # weights and BN statistics, after 4 epochs of distillation
+        torch.testing.assert_close(v, reference[k], msg=k)
+
+
+def test_checkpoint_is_the_plain_student(distilled, tmp_root, student_yaml, shapes_yaml):
+    trainer, _ = distilled
+    ckpt = torch.load(trainer.best, weights_only=False)
+    student = ckpt["model"]  # strip_optimizer moved the EMA there
+    assert type(student).__name__ == "DetectionModel" and student.criterion is None
+    assert all(type(m).__module__.startswith(("ultralytics.", "torch.")) for m in student.modules())
+    assert "teacher" not in ckpt["train_args"] and ckpt["ema"] is None
+    # the same size as the same student trained without distillation
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    plain = DetectionTrainer(overrides=train_args(tmp_root, "plain", student_yaml, shapes_yaml, epochs=1))
+    plain.train()
+    plain_ckpt = torch.load(plain.best, weights_only=False)["model"]
+    assert sum(p.numel() for p in student.parameters()) == sum(p.numel() for p in plain_ckpt.parameters())
+    assert abs(trainer.best.stat().st_size - plain.best.stat().st_size) < 4096
+
+
+def test_checkpoint_loads_validates_predicts_in_plain_ultralytics(distilled, shapes_yaml):
+    trainer, _ = distilled
+    image = next((shapes_yaml.parent / "images/val").glob("*.png"))
+    code = f"""
+import sys
+from ultralytics import YOLO
+m = YOLO(r"{trainer.best}")
+metrics = m.val(data=r"{shapes_yaml}", imgsz={IMGSZ}, batch=8, plots=False, verbose=False)
+r = m.predict(r"{image}", imgsz={IMGSZ}, verbose=False)
+assert m.task == "detect" and len(r) == 1 and metrics.box.map50 >= 0
+assert not any(k.startswith("ultrald") for k in sys.modules), "plain Ultralytics must not need ultrald"
+print("OK")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_cli_train(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+    save_dir = tmp_root / "runs" / "cli"
+    cmd = ["yolo-ld", "train", f"model={student_yaml}", f"teacher={teacher_pt}", f"data={shapes_yaml}", "epochs=2",
+           f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", f"project={save_dir.parent}", "name=cli",
+           "exist_ok=True", "kd_type=softmax", "vlr_kd=0.5"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = read_results(save_dir)
+    assert len(rows) == 2 and all(r[c] > 0 for r in rows for c in DISTILL_COLUMNS)
+    assert load_checkpoint(save_dir / "weights/best.pt")[0].task == "detect"
+
+
+def test_cli_reports_bad_teacher_without_traceback(tmp_root, student_yaml, shapes_yaml):
+    cmd = ["yolo-ld", "train", f"model={student_yaml}", f"data={shapes_yaml}", "teacher=does/not/exist.pt"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=300)
+    assert out.returncode == 2 and "teacher='does/not/exist.pt' does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_resume_rebuilds_teacher(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+    """A run stopped after its first epoch resumes from last.pt with the teacher rebuilt from its path."""
+
+    def stop_after_first_epoch(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    args = train_args(tmp_root, "resume", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=2)
+    trainer = LDTrainer(overrides=args)
+    trainer.add_callback("on_fit_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    last = trainer.last
+    assert torch.load(last, weights_only=False)["train_args"]["teacher"] == str(teacher_pt)
+    resumed = LDTrainer(overrides=dict(model=str(last), resume=str(last)))
+    assert resumed.args.teacher == str(teacher_pt) and resumed.args.ld == args.get("ld", 1.5)
+    resumed.train()
+    rows = read_results(resumed.save_dir)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["train/ld_loss"] > 0
+
+
+def test_ld_with_ultralytics_feature_imitation_and_teacher_object(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+    """dis > 0 runs Ultralytics' DistillationModel beside LD (one teacher forward); a YOLO object works as teacher."""
+    from ultralytics import YOLO
+
+    combined = LDTrainer(
+        overrides=train_args(tmp_root, "dis", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=1, dis=0.5)
+    )
+    combined.train()
+    row = read_results(combined.save_dir)[0]
+    assert row["train/dis_loss"] > 0 and row["train/ld_loss"] > 0
+    assert type(load_checkpoint(combined.best)[0]).__name__ == "DetectionModel"
+
+    model = YOLO(str(student_yaml))
+    model.train(trainer=LDTrainer, teacher=YOLO(str(teacher_pt)), **train_args(tmp_root, "obj", student_yaml,
+                                                                                 shapes_yaml, epochs=1))  # fmt: skip
+    assert read_results(tmp_root / "runs" / "obj")[0]["train/ld_loss"] > 0

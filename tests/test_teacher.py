@@ -1,0 +1,118 @@
+"""Every bad teacher / student pair and bad key is refused with a message naming the problem."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from ultralytics.nn.tasks import DetectionModel, OBBModel
+
+from conftest import tiny_yaml
+from ultrald.cfg import LD_DEFAULTS, check_ld_args
+from ultrald.distill.teacher import TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
+
+NAMES = {i: f"c{i}" for i in range(4)}
+
+
+def build(tmp_path, name, cls=DetectionModel, nc=4, names=None, ch=3, **yaml_keys):
+    """A tiny untrained model with class names."""
+    model = cls(str(tiny_yaml(tmp_path / f"{name}.yaml", **yaml_keys)), nc=nc, ch=ch, verbose=False)
+    model.names = names or {i: f"c{i}" for i in range(nc)}
+    return model
+
+
+def args(**kw):
+    return SimpleNamespace(**{**LD_DEFAULTS, **kw})
+
+
+@pytest.fixture
+def student(tmp_path):
+    return build(tmp_path, "student")
+
+
+def test_matching_teacher_passes(tmp_path, student):
+    check_teacher(build(tmp_path, "teacher", width=0.25), student, args())
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: build(p, "obb", cls=OBBModel, base="v8/yolov8-obb.yaml"), "teacher task 'obb' does not match"),
+        (lambda p: build(p, "nc", nc=5), "teacher has 5 classes, student has 4"),
+        (lambda p: build(p, "names", names={0: "c1", 1: "c0", 2: "c2", 3: "c3"}), "differ from the student's"),
+        (lambda p: build(p, "p2", base="v8/yolov8-p2.yaml"), r"teacher strides \[4.0, 8.0, 16.0, 32.0\] differ"),
+        (lambda p: build(p, "ch", ch=1), "teacher takes 1 input channels, student takes 3"),
+        (lambda p: build(p, "nodfl", reg_max=1), "teacher has no DFL head"),
+        (lambda p: build(p, "bins", reg_max=8), "teacher reg_max=8 differs from student reg_max=16"),
+    ],
+)
+def test_mismatched_teacher_is_refused(tmp_path, student, make, match):
+    with pytest.raises(TeacherError, match=match):
+        check_teacher(make(tmp_path), student, args())
+
+
+def test_no_dfl_teacher_allowed_for_kd_alone(tmp_path, student):
+    teacher = build(tmp_path, "nodfl", reg_max=1)
+    check_teacher(teacher, student, args(ld=0.0, vlr=False))
+    with pytest.raises(TeacherError, match="no DFL head"):
+        check_teacher(teacher, student, args(ld=0.0))  # the VLR is LD too
+
+
+def test_end2end_student_refused_end2end_teacher_uses_one_to_many(tmp_path, student):
+    e2e = build(tmp_path, "v26", base="26/yolo26.yaml")
+    with pytest.raises(TeacherError, match="student has an end-to-end head"):
+        check_teacher(student, e2e, args())
+    with pytest.raises(TeacherError, match="teacher has no DFL head"):  # YOLO26: end-to-end and reg_max=1
+        check_teacher(e2e, student, args())
+    v10 = build(tmp_path, "v10", base="v10/yolov10n.yaml")  # end-to-end with a DFL one-to-many branch
+    check_teacher(v10, student, args())
+    out = TeacherHead(load_teacher(v10))(torch.zeros(2, 3, 64, 64))
+    assert out["boxes"].shape == (2, 64, 84) and out["scores"].shape == (2, 4, 84)
+
+
+def test_softmax_kd_refused_with_one_class(tmp_path):
+    one = build(tmp_path, "one", nc=1)
+    with pytest.raises(TeacherError, match="kd_type=binary"):
+        check_teacher(one, build(tmp_path, "one_s", nc=1), args(kd_type="softmax"))
+
+
+def test_missing_or_wrong_teacher_file(tmp_path):
+    with pytest.raises(TeacherError, match="teacher='.*nope.pt' does not exist"):
+        check_teacher_file(tmp_path / "nope.pt")
+    (tmp_path / "weights.txt").write_text("x")
+    with pytest.raises(TeacherError, match="is not a \\*.pt checkpoint"):
+        check_teacher_file(tmp_path / "weights.txt")
+    with pytest.raises(TeacherError, match="not a checkpoint path"):
+        load_teacher(42)
+
+
+def test_loaded_teacher_is_frozen_and_in_eval(tmp_path):
+    teacher = load_teacher(build(tmp_path, "t"))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+
+
+@pytest.mark.parametrize(
+    "key, value, err, match",
+    [
+        ("ld", "abc", TypeError, "'ld=abc' is of type str"),
+        ("kd", -1.0, ValueError, "'kd=-1.0' is negative"),
+        ("ld_temp", 0, ValueError, "'ld_temp=0' must be > 0"),
+        ("vlr_alpha", 1.5, ValueError, "must lie in \\[0, 1\\)"),
+        ("vlr", "yes", TypeError, "'vlr=yes' must be True or False"),
+        ("kd_type", "l2", ValueError, "'kd_type=l2' is not one of"),
+        ("vlr_ld", True, TypeError, "expected a number"),
+    ],
+)
+def test_bad_keys(key, value, err, match):
+    with pytest.raises(err, match=match):
+        check_ld_args({**LD_DEFAULTS, key: value})
+
+
+def test_trainer_refuses_missing_teacher_before_creating_a_run(tmp_path, shapes_yaml):
+    from ultrald import LDTrainer
+
+    project = tmp_path / "runs"
+    with pytest.raises(TeacherError, match="missing.pt' does not exist"):
+        LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), teacher="missing.pt", project=str(project)))
+    with pytest.raises(TeacherError, match="teacher= is required"):
+        LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), project=str(project)))
+    assert not project.exists()  # nothing written

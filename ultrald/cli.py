@@ -1,0 +1,151 @@
+"""`yolo-ld`: Ultralytics' `yolo` command with a teacher.
+
+    yolo-ld train model=yolov8s.yaml teacher=yolov8x.pt data=coco.yaml epochs=100
+    yolo-ld val|predict|export model=best.pt ...     (as `yolo` does)
+    yolo-ld help | cfg | version | data shapes
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ultralytics.cfg import DEFAULT_CFG_PATH, MODES, TASKS, merge_equals_args, parse_key_value_pair
+from ultralytics.utils import LOGGER, YAML, checks
+
+from . import __version__
+from .cfg import LD_CFG_PATH, ld_cfg
+
+USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOLO.
+
+    yolo-ld train model=yolov8s.yaml teacher=yolov8x.pt data=coco.yaml [key=value ...]
+    yolo-ld val model=runs/detect/train/weights/best.pt data=coco.yaml
+    yolo-ld predict model=best.pt source=images/
+    yolo-ld export model=best.pt format=onnx
+    yolo-ld data shapes            generate the embedded synthetic dataset and print its yaml
+    yolo-ld cfg                    print every key with its default (Ultralytics' and ultrald's)
+    yolo-ld help | version
+
+Keys use Ultralytics' key=value syntax; 'cfg=recipe.yaml' merges a yaml of keys. The student that comes out is a
+plain Ultralytics model: use it with 'yolo' or ultralytics.YOLO. Distillation keys and defaults:
+"""
+
+
+def distill_keys_help() -> str:
+    """Return one line per ultrald key: name=default and its comment from ultrald/cfg/default.yaml."""
+    lines = []
+    for line in LD_CFG_PATH.read_text().splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            key, rest = line.split(":", 1)
+            value, _, comment = rest.partition("#")
+            lines.append(f"    {key + '=' + (value.strip() or 'None'):<20} {comment.strip()}")
+    return "\n".join(lines)
+
+
+def check_keys(valid: dict, overrides: dict) -> None:
+    """Raise SyntaxError naming each key of `overrides` that is not in `valid`, with the closest valid keys."""
+    from difflib import get_close_matches
+
+    errors = []
+    for k in overrides:
+        if k not in valid:
+            close = get_close_matches(k, valid)
+            errors.append(f"'{k}' is not a valid yolo-ld argument." + (f" Similar: {close}." if close else ""))
+    if errors:
+        raise SyntaxError(" ".join(errors) + " See 'yolo-ld cfg' for every key.")
+
+
+def parse_args(args: list[str]) -> tuple[str | None, dict[str, Any]]:
+    """Parse `yolo-ld` arguments into (mode, overrides), checking every key against Ultralytics' and ultrald's."""
+    defaults = ld_cfg()
+    valid = {**defaults, **dict.fromkeys((*TASKS, *MODES))}
+    mode, overrides = None, {}
+    for a in merge_equals_args(args):
+        a = a.removeprefix("--").rstrip(",")
+        if "=" in a:
+            k, v = parse_key_value_pair(a)
+            if k == "cfg" and v is not None:
+                recipe = {k2: v2 for k2, v2 in YAML.load(checks.check_yaml(v)).items() if k2 != "cfg"}
+                overrides = {**recipe, **overrides}
+            else:
+                overrides[k] = v
+        elif a in MODES:
+            mode = a
+        elif a in TASKS:
+            overrides["task"] = a
+        elif isinstance(defaults.get(a), bool):
+            overrides[a] = True  # bare boolean flag, e.g. 'yolo-ld train ... vlr'
+        else:
+            check_keys(valid, {a: ""})
+            raise SyntaxError(f"'{a}' needs a value, i.e. '{a}={defaults.get(a)}'")
+    check_keys(valid, overrides)
+    return mode, overrides
+
+
+def run(mode: str, overrides: dict[str, Any]) -> Any:
+    """Run `mode` ('train', 'val', 'predict', 'export', ...) on the model named in `overrides`."""
+    from ultralytics import YOLO
+
+    from .data.shapes import resolve_data
+    from .engine.trainer import trainer_for
+    from .utils import ensure_offline_fonts
+
+    ensure_offline_fonts()
+    overrides = dict(overrides)
+    model = overrides.pop("model", None)
+    if model is None:
+        raise SyntaxError(f"'model' is required, e.g. 'yolo-ld {mode} model=yolov8s.yaml ...'")
+    if str(model).endswith(".pt") and not Path(model).is_file():
+        raise FileNotFoundError(f"model='{model}' does not exist; ultrald never downloads weights.")
+    task = overrides.pop("task", None)
+    yolo = YOLO(model, task=task)
+    if mode == "train":  # the trainer resolves 'shapes' after checking the teacher
+        if overrides.get("data") is None and not overrides.get("resume"):
+            overrides["data"] = "shapes-obb" if yolo.task == "obb" else "shapes"
+            LOGGER.warning(f"'data' is missing, using the embedded synthetic dataset 'data={overrides['data']}'.")
+        return yolo.train(trainer=trainer_for(yolo.task), **overrides)
+    if "data" in overrides:
+        overrides["data"] = resolve_data(overrides["data"])
+    if mode in {"predict", "track"} and "source" not in overrides:
+        raise SyntaxError(f"'source' is required, e.g. 'yolo-ld {mode} model={model} source=images/'")
+    return getattr(yolo, mode)(**overrides)
+
+
+def entrypoint(argv: list[str] | None = None) -> int:
+    """Run `yolo-ld` with `argv` (default: the command line); print usage errors without a traceback, exit 2."""
+    from .distill.teacher import TeacherError
+
+    try:
+        return main(sys.argv[1:] if argv is None else list(argv))
+    except (SyntaxError, TeacherError, FileNotFoundError) as e:
+        print(f"yolo-ld: error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(args: list[str]) -> int:
+    """Run `yolo-ld` with `args` and return the exit status."""
+    first = args[0].lstrip("-") if args else "help"
+    if first in {"help", "h"}:
+        print(USAGE + distill_keys_help())
+    elif first == "version":
+        print(__version__)
+    elif first == "cfg":
+        print(DEFAULT_CFG_PATH.read_text() + "\n# ultrald\n" + LD_CFG_PATH.read_text())
+    elif first == "data":
+        from .data.shapes import ALIASES, resolve_data
+
+        name = args[1] if len(args) > 1 else "shapes"
+        if name not in ALIASES:
+            raise SyntaxError(f"'yolo-ld data {name}': known datasets are {list(ALIASES)}")
+        print(resolve_data(name))
+    else:
+        mode, overrides = parse_args(args)
+        if mode is None:
+            raise SyntaxError(f"a mode is required, one of {list(MODES)}, e.g. 'yolo-ld train ...'\n\n{USAGE}")
+        run(mode, overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(entrypoint())
