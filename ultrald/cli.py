@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld val model=runs/detect/train/weights/best.pt data=coco.yaml
     yolo-ld predict model=best.pt source=images/
     yolo-ld export model=best.pt format=onnx
+    yolo-ld val model=best.pt data=coco.yaml metric=coco     (metric=coco|voc|dota: the benchmark's own protocol)
+    yolo-ld convert coco|voc|dota ...   import a dataset into Ultralytics' format ('yolo-ld convert coco -h')
     yolo-ld data shapes            generate the embedded synthetic dataset and print its yaml
     yolo-ld cfg                    print every key with its default (Ultralytics' and ultrald's)
     yolo-ld help | version
@@ -107,6 +110,9 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
         return yolo.train(trainer=trainer_for(yolo.task), **overrides)
     if "data" in overrides:
         overrides["data"] = resolve_data(overrides["data"])
+    metric = overrides.pop("metric", None)
+    if mode == "val" and metric:  # the benchmark's own protocol: pycocotools, VOC07/area AP, DOTA devkit
+        return importlib.import_module(f"ultrald.eval.{metric}").val(yolo, **overrides)
     if mode in {"predict", "track"} and "source" not in overrides:
         raise SyntaxError(f"'source' is required, e.g. 'yolo-ld {mode} model={model} source=images/'")
     return getattr(yolo, mode)(**overrides)
@@ -132,6 +138,11 @@ def main(args: list[str]) -> int:
         print(__version__)
     elif first == "cfg":
         print(DEFAULT_CFG_PATH.read_text() + "\n# ultrald\n" + LD_CFG_PATH.read_text())
+    elif first == "convert":
+        formats = {"coco": "coco", "voc": "voc", "dota": "dota"}
+        if len(args) < 2 or args[1] not in formats:
+            raise SyntaxError(f"'yolo-ld convert FORMAT ...' with FORMAT one of {list(formats)}")
+        return importlib.import_module(f"ultrald.data.{formats[args[1]]}").cli(args[2:])
     elif first == "data":
         from .data.shapes import ALIASES, resolve_data
 

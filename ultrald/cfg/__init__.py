@@ -15,6 +15,7 @@ LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
 _WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "dis")
 _TEMPERATURES = ("ld_temp", "kd_temp")
 KD_TYPES = ("binary", "softmax")
+METRICS = (None, "coco", "voc", "dota")
 
 
 def ld_cfg(cfg: str | Path | dict | SimpleNamespace = DEFAULT_CFG) -> dict[str, Any]:
@@ -53,3 +54,5 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
     if a.get("kd_type", "binary") not in KD_TYPES:
         raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")
+    if a.get("metric") not in METRICS:
+        raise ValueError(f"'metric={a['metric']}' is not one of {METRICS[1:]} (or unset for Ultralytics' mAP).")
