@@ -1,6 +1,7 @@
 """The assembled criterion: Ultralytics' loss + ld_loss, vlr_loss, kd_loss on a real (tiny) YOLOv8 head."""
 
 import copy
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -128,3 +129,29 @@ def test_low_precision_autocast_gives_finite_float32_terms(student):
     assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
     for k in NAMES[3:]:  # bf16 logits (8 bits of mantissa), float32 softmax/KL
         assert items[k] == pytest.approx(ref[k].item(), rel=0.1)
+
+
+def test_obb_criterion_identical_teacher_zero_and_angle_term(tmp_path):
+    from ultralytics.nn.tasks import OBBModel
+
+    from ultrald.distill.criterion import LDOBBLoss
+
+    torch.manual_seed(0)
+    model = OBBModel(str(tiny_yaml(tmp_path / "o.yaml", base="v8/yolov8-obb.yaml")), nc=3, verbose=False)
+    model.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS})
+    model.eval()
+    b = batch()
+    b["bboxes"] = torch.cat((b["bboxes"], torch.tensor([[0.3], [1.0], [-0.2]])), 1)  # xywhr
+    crit = LDOBBLoss(model, TeacherHead(load_teacher(copy.deepcopy(model))))
+    _, items = crit(model(b["img"]), b)
+    assert tuple(items)[-5:] == ("angle_loss", "ld_loss", "vlr_loss", "kd_loss", "ald_loss")
+    assert all(abs(items[k]) < 1e-6 for k in ("ld_loss", "vlr_loss", "kd_loss", "ald_loss"))
+
+    def turn(out, by):
+        out["angle"] = out["angle"] + by
+
+    _, half_turn = LDOBBLoss(model, teacher_from(model, lambda o: turn(o, math.pi)))(model(b["img"]), b)
+    assert half_turn["ald_loss"] < 1e-6  # the same boxes
+    _, off = LDOBBLoss(model, teacher_from(model, lambda o: turn(o, 0.4)))(model(b["img"]), b)
+    assert off["ald_loss"] > 1e-3 and off["ld_loss"] < 1e-6
+    assert crit.assigner.last.fg_mask.any()

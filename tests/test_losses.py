@@ -73,3 +73,21 @@ def test_float32_under_autocast():
     assert ld.dtype == kd.dtype == torch.float32
     torch.testing.assert_close(ld, kl_distill(s.float(), t.float(), 10.0))
     torch.testing.assert_close(kd, binary_kd(s.float(), t.float(), 2.0))
+
+
+@pytest.mark.parametrize("kind", ["sin2", "l1"])
+def test_angle_distill_zero_at_equal_periodic_and_pulls_towards_teacher(kind):
+    from ultrald.distill.losses import angle_distill
+
+    t = torch.linspace(-math.pi / 4, 3 * math.pi / 4, 9)
+    assert angle_distill(t, t, kind).abs().max() < 1e-6
+    assert angle_distill(t + math.pi, t, kind).abs().max() < 1e-5  # a box turned by pi is the same box
+    s = (t + 0.3).requires_grad_()
+    loss = angle_distill(s, t, kind)
+    torch.testing.assert_close(loss, angle_distill(s.detach() - math.pi, t, kind), atol=1e-5, rtol=1e-5)
+    loss.sum().backward()
+    assert (s.grad > 0).all()  # gradient descent moves the student angle down, towards the teacher
+    expected = math.sin(0.3) ** 2 if kind == "sin2" else 0.3
+    assert loss[0].item() == pytest.approx(expected, abs=1e-6)
+    # wrapped: a student 0.3 rad past a half turn is 0.3 rad away, on the other side
+    assert angle_distill(t[:1] + math.pi - 0.3, t[:1], kind).item() == pytest.approx(expected, abs=1e-5)

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .engine.trainer import LDTrainer, trainer_for  # noqa: E402
+from .engine.trainer import LDOBBTrainer, LDTrainer, trainer_for  # noqa: E402
 
-__all__ = ("LDTrainer", "__version__", "trainer_for")
+__all__ = ("LDOBBTrainer", "LDTrainer", "__version__", "trainer_for")

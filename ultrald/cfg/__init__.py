@@ -9,10 +9,12 @@ from typing import Any
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, cfg2dict
 from ultralytics.utils import YAML
 
+from ..distill.losses import ALD_TYPES
+
 LD_CFG_PATH = Path(__file__).parent / "default.yaml"
 LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
 
-_WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "dis")
+_WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis")
 _TEMPERATURES = ("ld_temp", "kd_temp")
 KD_TYPES = ("binary", "softmax")
 METRICS = (None, "coco", "voc", "dota")
@@ -54,5 +56,7 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
     if a.get("kd_type", "binary") not in KD_TYPES:
         raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")
+    if a.get("ald_type", "sin2") not in ALD_TYPES:
+        raise ValueError(f"'ald_type={a['ald_type']}' is not one of {ALD_TYPES}.")
     if a.get("metric") not in METRICS:
         raise ValueError(f"'metric={a['metric']}' is not one of {METRICS[1:]} (or unset for Ultralytics' mAP).")

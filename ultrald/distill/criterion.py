@@ -7,11 +7,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from ultralytics.utils.loss import v8DetectionLoss
+from ultralytics.utils.loss import v8DetectionLoss, v8OBBLoss
 from ultralytics.utils.tal import make_anchors
 
-from .losses import class_kd, kl_distill
-from .regions import vlr_weights
+from .losses import angle_distill, class_kd, kl_distill
+from .regions import hbb_overlaps, obb_overlaps, vlr_weights
 
 
 class Assignment(NamedTuple):
@@ -70,16 +70,20 @@ class DistillationLoss:
         return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}
 
     def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
-        """Return the weighted (ld_loss, vlr_loss, kd_loss) of one batch, each already multiplied by its weight."""
+        """Return the weighted distillation terms of one batch, in the order of `names`."""
         h = self.hyp
         w_main = assigned.target_scores.sum(-1)  # (B, A), the DFL loss weight
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
         w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
-        norm = assigned.target_scores.sum().clamp(min=1)
         rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of every region
-        w_main, w_vlr = w_main[rows], w_vlr[rows]
+        terms = self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows])
+        return torch.stack(terms) / assigned.target_scores.sum().clamp(min=1)
 
+    def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
+        """Return (ld, vlr, kd), unnormalised sums over the region `rows` with main/VLR weights (N,) per row."""
+        h = self.hyp
         zero = w_main.new_zeros(())
+        use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
         ld_rows = kd_rows = zero
         if h.ld > 0 or (use_vlr and h.vlr_ld > 0):
             s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
@@ -90,24 +94,41 @@ class DistillationLoss:
         ld = (ld_rows * w_main).sum() * h.ld
         kd = (kd_rows * w_main).sum() * h.kd
         vlr = ((ld_rows * h.vlr_ld + kd_rows * h.vlr_kd) * w_vlr).sum() if use_vlr else zero
-        return torch.stack((ld, vlr, kd)) / norm
+        return [ld, vlr, kd]
 
     def vlr_region(self, preds: dict, assigned: Assignment) -> torch.Tensor:
-        """Return the VLR weight (B, A) of every grid point for horizontal boxes."""
+        """Return the VLR weight (B, A) of every grid point."""
         anchor_points, strides = make_anchors(preds["feats"], self.stride, 0.5)
+        anchor_points = anchor_points * strides  # pixels
+        gt = assigned.gt_bboxes.float()
+        iou, diou = self.overlaps(anchor_points, strides, gt, self.hyp.vlr_scale)
+        centres = gt[..., :2] if gt.shape[-1] == 5 else (gt[..., :2] + gt[..., 2:4]) / 2
         level_sizes = [f.shape[2] * f.shape[3] for f in preds["feats"]]
-        h = self.hyp
         return vlr_weights(
-            anchor_points * strides,
-            strides,
-            level_sizes,
-            assigned.gt_bboxes,
-            assigned.mask_gt,
-            assigned.fg_mask,
-            alpha=h.vlr_alpha,
-            scale=h.vlr_scale,
+            iou, diou, centres, anchor_points, level_sizes, assigned.mask_gt, assigned.fg_mask, self.hyp.vlr_alpha
         )
 
 
 class LDDetectionLoss(DistillationLoss, v8DetectionLoss):
     """v8DetectionLoss (box, cls, dfl) + ld_loss, vlr_loss, kd_loss."""
+
+    overlaps = staticmethod(hbb_overlaps)
+
+
+class LDOBBLoss(DistillationLoss, v8OBBLoss):
+    """v8OBBLoss (box, cls, dfl, angle) + ld_loss, vlr_loss, kd_loss and ald_loss.
+
+    LD covers the 4 rotated edges (DFL distributions, as for horizontal boxes); the angle, a single regressed value,
+    gets its own periodic term on the main region (`ald`, `ald_type`).
+    """
+
+    names = (*DistillationLoss.names, "ald_loss")
+    overlaps = staticmethod(obb_overlaps)
+
+    def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
+        """Return (ld, vlr, kd, ald)."""
+        angle = w_main.new_zeros(())
+        if self.hyp.ald > 0:
+            s, t = (x["angle"][:, 0][rows] for x in (preds, teacher))  # (N,) radians
+            angle = (angle_distill(s, t, self.hyp.ald_type) * w_main).sum() * self.hyp.ald
+        return [*super().terms(preds, teacher, rows, w_main, w_vlr), angle]

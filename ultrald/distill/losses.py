@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -48,3 +50,27 @@ def binary_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) 
 def class_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str = "binary") -> torch.Tensor:
     """Return classification KD per row (...,) in the `kind` form: 'binary' (per-class sigmoid) or 'softmax'."""
     return (binary_kd if kind == "binary" else kl_distill)(student, teacher, temperature)
+
+
+ALD_TYPES = ("sin2", "l1")
+
+
+def angle_distill(student: torch.Tensor, teacher: torch.Tensor, kind: str = "sin2") -> torch.Tensor:
+    """Return a distillation loss between box angles (radians) that has the box's period pi.
+
+    A rotated box at angle a and at a + pi is the same box, so both forms depend only on the difference modulo pi:
+    'sin2' is sin^2(a_s - a_t), smooth with gradient sin(2 d); 'l1' is |d| with d wrapped to [-pi/2, pi/2), whose
+    gradient keeps its size up to a quarter turn.
+
+    Args:
+        student (torch.Tensor): Student angles (...,).
+        teacher (torch.Tensor): Teacher angles (...,); no gradient flows into them.
+        kind (str): 'sin2' or 'l1'.
+
+    Returns:
+        (torch.Tensor): Loss per element (...,), zero where the angles agree modulo pi.
+    """
+    d = student.float() - teacher.detach().float()
+    if kind == "sin2":
+        return d.sin().pow(2)
+    return (d - math.pi * torch.round(d / math.pi)).abs()

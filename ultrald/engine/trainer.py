@@ -12,13 +12,14 @@ from torch import nn
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT
 from ultralytics.engine.model import Model
 from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.models.yolo.obb import OBBTrainer
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.utils import LOGGER, RANK, IterableSimpleNamespace, colorstr
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import check_ld_args, ld_cfg
 from ..data.shapes import resolve_data
-from ..distill.criterion import LDDetectionLoss
+from ..distill.criterion import LDDetectionLoss, LDOBBLoss
 from ..distill.teacher import IN_MEMORY, TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
 from ..utils import ensure_offline_fonts
 
@@ -109,10 +110,11 @@ class DistillationTrainerMixin:
         student.criterion = self.criterion_class(student, head)
         if RANK in {-1, 0}:
             a = self.args
+            angle = f" ald={a.ald} ({a.ald_type})" if self.criterion_class is LDOBBLoss else ""
             LOGGER.info(
                 f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
-                f"{a.kd_type}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, scale={a.vlr_scale}) "
-                f"dis={a.dis}"
+                f"{a.kd_type}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, scale={a.vlr_scale})"
+                f"{angle} dis={a.dis}"
             )
 
 
@@ -125,9 +127,20 @@ class LDTrainer(DistillationTrainerMixin, DetectionTrainer):
     """
 
 
+class LDOBBTrainer(DistillationTrainerMixin, OBBTrainer):
+    """Oriented-box trainer with Localization Distillation (edges), KD and angle distillation from a frozen teacher.
+
+    Examples:
+        >>> from ultrald import LDOBBTrainer
+        >>> LDOBBTrainer(overrides=dict(model="yolov8s-obb.yaml", teacher="yolov8x-obb.pt", data="DOTAv1.yaml")).train()
+    """
+
+    criterion_class = LDOBBLoss
+
+
 def trainer_for(task: str) -> type:
     """Return the distillation trainer class for an Ultralytics task name."""
-    trainers = {"detect": LDTrainer}
+    trainers = {"detect": LDTrainer, "obb": LDOBBTrainer}
     if task not in trainers:
         raise TeacherError(f"ultrald distils tasks {list(trainers)}, not task='{task}'.")
     return trainers[task]
