@@ -56,6 +56,7 @@ class ShapesConfig:
     n_train: int = 1000
     n_val: int = 200
     imgsz: int = 160
+    classes: int = len(CLASSES)  # draw the first `classes` of CLASSES
     objects: tuple[int, int] = (2, 8)  # objects per image (min, max)
     size: tuple[float, float] = (0.06, 0.4)  # object side as a fraction of the image side
     aspect: tuple[float, float] = (0.6, 1.6)  # width / height of the template before rotation
@@ -94,7 +95,7 @@ def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray,
     objects, boxes = [], np.zeros((0, 4))
     for _ in range(rng.integers(cfg.objects[0], cfg.objects[1] + 1)):
         for _try in range(10):  # find a place that overlaps the others little enough
-            cls = int(rng.integers(len(CLASSES)))
+            cls = int(rng.integers(cfg.classes))
             side = rng.uniform(*cfg.size) * s
             aspect = rng.uniform(*cfg.aspect)
             half = np.array([np.sqrt(aspect), 1 / np.sqrt(aspect)]) * side / 2
@@ -160,7 +161,7 @@ def generate(root: str | Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
             cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), img)
             (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(label_lines(objects, cfg.task, cfg.imgsz)))
     YAML.save(yaml_file, {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
-                          "names": dict(enumerate(CLASSES))})  # fmt: skip
+                          "names": dict(enumerate(CLASSES[: cfg.classes]))})  # fmt: skip
     stamp.write_text(json.dumps(meta))
     LOGGER.info(f"ultrald: synthetic {cfg.task} shapes ({cfg.n_train} train, {cfg.n_val} val) written to {root}")
     return yaml_file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,13 +57,11 @@ def check_teacher_file(teacher: str | Path) -> Path:
 
 
 def load_teacher(teacher: str | Path | nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """Load a teacher from a checkpoint path, a YOLO object or a model; return it in eval mode, frozen, on `device`."""
+    """Load a teacher from a checkpoint path, a YOLO object or a model; return it frozen, fused, in eval mode."""
     if isinstance(teacher, (str, Path)):
         model = load_checkpoint(check_teacher_file(teacher))[0]
-    elif isinstance(teacher, Model):  # ultralytics.YOLO("teacher.pt")
-        model = teacher.model
-    elif isinstance(teacher, nn.Module):
-        model = teacher
+    elif isinstance(teacher, (Model, nn.Module)):  # ultralytics.YOLO("teacher.pt") or its .model
+        model = deepcopy(teacher.model if isinstance(teacher, Model) else teacher)  # leave the caller's object be
     else:
         raise TeacherError(f"teacher={teacher!r} is not a checkpoint path, a YOLO object or an Ultralytics model.")
     if not hasattr(model, "model") or head_task(model) is None:
@@ -70,6 +69,8 @@ def load_teacher(teacher: str | Path | nn.Module, device: torch.device | str = "
     model = model.float().to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if not is_end2end(model):  # fusing an end-to-end head would drop the one-to-many branch LD reads
+        model.fuse(verbose=False)
     return model
 
 
