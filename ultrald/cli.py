@@ -27,6 +27,7 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld val model=best.pt data=coco.yaml metric=coco     (metric=coco|voc|dota: the benchmark's own protocol)
     yolo-ld convert coco|voc|dota ...   import a dataset into Ultralytics' format ('yolo-ld convert coco -h')
     yolo-ld data shapes            generate the embedded synthetic dataset and print its yaml
+    yolo-ld demo [epochs=12 ...]   distil a student on the synthetic shapes and compare it with plain training
     yolo-ld cfg                    print every key with its default (Ultralytics' and ultrald's)
     yolo-ld help | version
 
@@ -92,6 +93,7 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
 
     from .data.shapes import resolve_data
     from .engine.trainer import trainer_for
+    from .models import resolve_model
     from .utils import ensure_offline_fonts
 
     ensure_offline_fonts()
@@ -102,7 +104,7 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
     if str(model).endswith(".pt") and not Path(model).is_file():
         raise FileNotFoundError(f"model='{model}' does not exist; ultrald never downloads weights.")
     task = overrides.pop("task", None)
-    yolo = YOLO(model, task=task)
+    yolo = YOLO(resolve_model(model), task=task)
     if mode == "train":  # the trainer resolves 'shapes' after checking the teacher
         if overrides.get("data") is None and not overrides.get("resume"):
             overrides["data"] = "shapes-obb" if yolo.task == "obb" else "shapes"
@@ -143,6 +145,10 @@ def main(args: list[str]) -> int:
         if len(args) < 2 or args[1] not in formats:
             raise SyntaxError(f"'yolo-ld convert FORMAT ...' with FORMAT one of {list(formats)}")
         return importlib.import_module(f"ultrald.data.{formats[args[1]]}").cli(args[2:])
+    elif first == "demo":
+        from .demo import cli as demo
+
+        return demo(args[1:])
     elif first == "data":
         from .data.shapes import ALIASES, resolve_data
 

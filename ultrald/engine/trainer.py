@@ -19,6 +19,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import check_ld_args, ld_cfg
 from ..data.shapes import resolve_data
+from ..models import resolve_model
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss
 from ..distill.teacher import IN_MEMORY, TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
 from ..utils import ensure_offline_fonts
@@ -36,6 +37,8 @@ class DistillationTrainerMixin:
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict[str, Any] | None = None, _callbacks: dict | None = None):
         """Merge ultrald's keys into the cfg, check them and the teacher path, then build the Ultralytics trainer."""
         overrides = dict(overrides or {})
+        if "model" in overrides:
+            overrides["model"] = resolve_model(overrides["model"])
         self.teacher_model = None  # a teacher passed as an object
         teacher = overrides.get("teacher")
         if isinstance(teacher, (nn.Module, Model)):
