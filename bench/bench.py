@@ -1,0 +1,314 @@
+"""Side-by-side distillation benchmark on the embedded synthetic shapes (run by hand; results go to bench/README.md).
+
+The same student, the same data, epochs, batch, image size and seeds, trained:
+    plain      Ultralytics, no teacher
+    fi         Ultralytics' own feature imitation (distill_model=teacher) at its default dis=6.0
+    fi_best    the same at the best dis of a small sweep on the first seed (the peer, tuned fairly)
+    ld         LD on the main region only
+    ld_vlr     LD on the main region and the VLR
+    full       LD + VLR + classification KD (ultrald's defaults)
+    full_fi    full + Ultralytics' feature imitation at the best dis
+
+    python bench/bench.py                          # the documented run (hours on a 2-core CPU)
+    python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
+    python bench/bench.py --configs plain,full --seeds 0 --jobs 1
+
+Each run is its own subprocess (clean timing and peak memory); `--jobs` runs that many at once. Results are cached per
+run in OUT/runs/<config>-s<seed>/summary.json, so an interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CONFIGS = {  # name -> (trainer, extra overrides)
+    "plain": ("plain", {}),
+    "fi": ("fi", {"dis": 6.0}),
+    "fi_best": ("fi", {}),  # dis from the sweep
+    "ld": ("ld", {"kd": 0.0, "vlr": False}),
+    "ld_vlr": ("ld", {"kd": 0.0}),
+    "full": ("ld", {}),
+    "full_fi": ("ld", {}),  # dis from the sweep
+}
+
+
+@dataclass
+class Setup:
+    """The benchmark's fixed settings (the same for every run)."""
+
+    teacher_model: str = "yolov8n.yaml"
+    student_model: str = "yolov8-w0625.yaml"
+    epochs: int = 30
+    teacher_epochs: int = 60
+    n_train: int = 1000
+    n_val: int = 300
+    imgsz: int = 128
+    batch: int = 16
+    optimizer: str = "SGD"
+    lr0: float = 0.02
+    warmup_epochs: float = 1.0
+    device: str = "cpu"
+    threads: int = 1
+
+
+def train_args(setup: Setup, data: str, out: Path, name: str, model: str, epochs: int, seed: int) -> dict:
+    """Ultralytics train overrides shared by every run."""
+    return dict(model=model, data=data, epochs=epochs, imgsz=setup.imgsz, batch=setup.batch, device=setup.device,
+                optimizer=setup.optimizer, lr0=setup.lr0, warmup_epochs=setup.warmup_epochs, seed=seed,
+                deterministic=False, workers=0, plots=False, project=str(out / "runs"), name=name, exist_ok=True)  # fmt: skip
+
+
+def run_one(spec: dict) -> dict:
+    """Train one run in this process (called in a subprocess) and return its summary."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.utils.torch_utils import get_flops
+
+    from ultrald import LDTrainer
+    from ultrald.demo import read_results
+
+    trainer_cls = LDTrainer if spec["trainer"] == "ld" else DetectionTrainer
+    overrides = dict(spec["args"])
+    if spec["trainer"] == "fi":
+        overrides["distill_model"] = spec["teacher"]
+    elif spec["trainer"] == "ld":
+        overrides["teacher"] = spec["teacher"]
+    trainer = trainer_cls(overrides=overrides)
+    stamps: list[float] = []
+    trainer.add_callback("on_train_batch_end", lambda t: stamps.append(time.perf_counter()))
+    trainer.add_callback("on_train_epoch_start", lambda t: stamps.append(float("nan")))  # epoch boundary
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    steps = [b - a for a, b in zip(stamps, stamps[1:]) if a == a and b == b]  # within epochs, skipping their first
+    rows = read_results(Path(trainer.save_dir) / "results.csv")
+    metrics = trainer.validator.metrics.results_dict
+    best = Path(trainer.best)
+    from ultralytics.nn.tasks import load_checkpoint
+
+    student = load_checkpoint(best)[0]
+    cuda = torch.cuda.is_available() and "cpu" not in str(spec["args"]["device"])
+    return {
+        "mAP50-95": metrics["metrics/mAP50-95(B)"],
+        "mAP50": metrics["metrics/mAP50(B)"],
+        "last3_mAP50-95": statistics.mean(r["metrics/mAP50-95(B)"] for r in rows[-3:]),
+        "curve": [r["metrics/mAP50-95(B)"] for r in rows],
+        "sec_per_iter": statistics.median(steps) if steps else float("nan"),
+        "train_seconds": seconds,
+        "peak_mem_mb": (torch.cuda.max_memory_allocated() if cuda else peak_rss()) / 2**20,
+        "params": sum(p.numel() for p in student.parameters()),
+        "gflops": get_flops(student, spec["args"]["imgsz"]),
+        "ckpt_bytes": best.stat().st_size,
+        "weights_bytes": len(serialized(student.half().state_dict())),
+        "save_dir": str(trainer.save_dir),
+    }
+
+
+def serialized(obj) -> bytes:
+    """`obj` as torch.save writes it."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def launch(spec: dict, out: Path) -> dict:
+    """Run one spec in a subprocess unless its summary is cached; return the summary."""
+    run_dir = out / "runs" / spec["args"]["name"]
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file() and json.loads(summary_file.read_text()).get("spec") == spec:
+        return json.loads(summary_file.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    partial = run_dir / "summary.partial.json"
+    cmd = [sys.executable, __file__, "--one", json.dumps(spec), "--result", str(partial)]
+    log = run_dir.with_suffix(".log")
+    print(f"bench: {spec['args']['name']} ...", flush=True)
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0 or not partial.is_file():
+        raise RuntimeError(f"run {spec['args']['name']} failed (exit {code}), see {log}")
+    summary = {"spec": spec, **json.loads(partial.read_text())}
+    summary_file.write_text(json.dumps(summary, indent=1))
+    partial.unlink()
+    print(f"bench: {spec['args']['name']}: mAP50-95 {summary['mAP50-95']:.4f}", flush=True)
+    return summary
+
+
+def spec_for(setup: Setup, data: str, out: Path, teacher: str, config: str, seed: int, **extra) -> dict:
+    """The subprocess spec of one run."""
+    trainer, overrides = CONFIGS[config]
+    name = f"{config}-s{seed}" + "".join(f"-{k}{v}" for k, v in extra.items())
+    args = {**train_args(setup, data, out, name, setup.student_model, setup.epochs, seed), **overrides, **extra}
+    return {"trainer": trainer, "teacher": teacher, "args": args, "threads": setup.threads}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value, NaN when a value is)."""
+    if any(v != v for v in values):
+        return float("nan"), float("nan")
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, out: Path, seeds: list[int]) -> str:
+    """Write results.json, results.md and results.png; return the markdown."""
+    plain = statistics.mean(r["mAP50-95"] for r in results["plain"])
+    gap = teacher["mAP50-95"] - plain
+    lines = [
+        f"teacher `{setup.teacher_model}`: mAP50-95 {teacher['mAP50-95']:.3f}, mAP50 {teacher['mAP50']:.3f}, "
+        f"{teacher['params']:,} params; student `{setup.student_model}`; seeds {seeds}; "
+        f"best dis of the sweep: {best_dis}",
+        "",
+        "| run | mAP50-95 | mAP50 | last-3-epoch mAP50-95 | gap recovered | s/iter | peak MB | params | GFLOPs "
+        "| weights bytes | ckpt bytes |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    table = {}
+    for name, runs in results.items():
+        m, s = mean_std([r["mAP50-95"] for r in runs])
+        m50, s50 = mean_std([r["mAP50"] for r in runs])
+        l3, sl3 = mean_std([r["last3_mAP50-95"] for r in runs])
+        rec = [(r["mAP50-95"] - plain) / gap if gap > 0 else float("nan") for r in runs]
+        rm, rs = mean_std(rec)
+        it = statistics.mean(r["sec_per_iter"] for r in runs)
+        mem = statistics.mean(r["peak_mem_mb"] for r in runs)
+        r0 = runs[0]
+        label = f"{name} (dis={best_dis})" if name in {"fi_best", "full_fi"} else name
+        lines.append(f"| {label} | {m:.4f} ± {s:.4f} | {m50:.4f} ± {s50:.4f} | {l3:.4f} ± {sl3:.4f} | "
+                     f"{rm:+.2f} ± {rs:.2f} | {it:.3f} | {mem:.0f} | {r0['params']:,} | {r0['gflops']:.2f} | "
+                     f"{r0['weights_bytes']:,} | {r0['ckpt_bytes']:,} |")  # fmt: skip
+        table[name] = {"mAP50-95": [m, s], "mAP50": [m50, s50], "last3_mAP50-95": [l3, sl3], "gap_recovered": [rm, rs],
+                       "sec_per_iter": it, "peak_mem_mb": mem, "params": r0["params"], "gflops": r0["gflops"],
+                       "weights_bytes": r0["weights_bytes"], "ckpt_bytes": r0["ckpt_bytes"],
+                       "per_seed": [r["mAP50-95"] for r in runs]}  # fmt: skip
+    md = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(md)
+    (out / "results.json").write_text(json.dumps({"setup": asdict(setup), "seeds": seeds, "teacher": teacher,
+                                                  "best_dis": best_dis, "table": table, "machine": machine()},
+                                                 indent=1))  # fmt: skip
+    plot(results, teacher, out / "results.png")
+    return md
+
+
+def plot(results: dict, teacher: dict, file: Path) -> None:
+    """Mean mAP50-95 per epoch of each configuration, with the teacher's final value as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), tight_layout=True)
+    for name, runs in results.items():
+        curves = [r["curve"] for r in runs]
+        n = min(len(c) for c in curves)
+        ax.plot(range(1, n + 1), [statistics.mean(c[i] for c in curves) for i in range(n)], label=name)
+    ax.axhline(teacher["mAP50-95"], color="k", ls="--", lw=1, label="teacher")
+    ax.set(xlabel="epoch", ylabel="mAP50-95 (val), mean over seeds", title="ultrald bench: synthetic shapes")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(file, dpi=120)
+    plt.close(fig)
+
+
+def machine() -> str:
+    """One line about the machine the benchmark ran on."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", type=Path, default=None, help="where the dataset is drawn (default: Ultralytics')")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--dis-sweep", type=float, nargs="*", default=[0.25, 1.0, 3.0], help="dis values tried on seed 0")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once (each gets --threads torch threads)")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument("--tiny", action="store_true", help="a minute-long smoke run of the whole pipeline")
+    for k, v in asdict(Setup()).items():
+        p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    a = p.parse_args(argv)
+    if a.one:
+        a.result.write_text(json.dumps(run_one(json.loads(a.one))))
+        return 0
+
+    setup = Setup(**{k: getattr(a, k) for k in asdict(Setup())})
+    if a.tiny:
+        setup = Setup(teacher_model="yolov8-w125.yaml", epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64,
+                      batch=8, threads=1)  # fmt: skip
+        a.dis_sweep = a.dis_sweep[:1]
+    configs = [c for c in a.configs.split(",") if c]
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.utils import DATASETS_DIR
+
+    from ultrald.data.shapes import ShapesConfig, generate
+    from ultrald.models import resolve_model
+    from ultrald.utils import ensure_offline_fonts
+
+    ensure_offline_fonts()
+    setup.student_model, teacher_yaml = resolve_model(setup.student_model), resolve_model(setup.teacher_model)
+    data = str(generate((a.data_dir or DATASETS_DIR) / f"ultrald-shapes-bench-{setup.imgsz}-{setup.n_train}",
+                        ShapesConfig(n_train=setup.n_train, n_val=setup.n_val, imgsz=setup.imgsz)))  # fmt: skip
+
+    teacher_spec = {"trainer": "plain", "teacher": None, "threads": setup.threads,
+                    "args": train_args(setup, data, out, "teacher", teacher_yaml, setup.teacher_epochs, 0)}  # fmt: skip
+    teacher = launch(teacher_spec, out)
+    teacher_pt = str(Path(teacher["save_dir"]) / "weights" / "best.pt")
+
+    def run_all(specs: list[dict]) -> list[dict]:
+        with ThreadPoolExecutor(a.jobs) as pool:
+            return list(pool.map(lambda s: launch(s, out), specs))
+
+    best_dis = None
+    if {"fi_best", "full_fi"} & set(configs):
+        sweep = run_all([spec_for(setup, data, out, teacher_pt, "fi_best", a.seeds[0], dis=d) for d in a.dis_sweep])
+        best_dis = a.dis_sweep[max(range(len(sweep)), key=lambda i: sweep[i]["mAP50-95"])]
+    specs = []
+    for config in configs:
+        extra = {"dis": best_dis} if config in {"fi_best", "full_fi"} else {}
+        specs += [spec_for(setup, data, out, teacher_pt, config, seed, **extra) for seed in a.seeds]
+    summaries = run_all(specs)
+    results: dict[str, list[dict]] = {}
+    for spec, summary in zip(specs, summaries):
+        results.setdefault(spec["args"]["name"].split("-s")[0], []).append(summary)
+    if "plain" not in results:
+        raise SystemExit("the 'plain' configuration is needed as the reference")
+    md = report(setup, results, teacher, best_dis, out, a.seeds)
+    print(f"\n{md}\nwritten to {out}/results.md, results.json, results.png ({machine()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""bench/bench.py end to end at a tiny size: every run trains, and the table is well formed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "bench" / "bench.py"
+
+
+def test_bench_tiny(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(BENCH), "--tiny", "--configs", "plain,fi_best,ld,full", "--seeds", "0", "1",
+           "--out", str(out), "--data-dir", str(tmp_path / "data"), "--jobs", "1"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    lines = (out / "results.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| run |"))
+    rows = [line for line in lines[header + 2 :] if line.startswith("|")]
+    assert [r.split("|")[1].strip() for r in rows] == ["plain", "fi_best (dis=0.25)", "ld", "full"]
+    assert all(len(r.split("|")) == len(lines[header].split("|")) for r in rows)
+    table = json.loads((out / "results.json").read_text())["table"]
+    assert set(table) == {"plain", "fi_best", "ld", "full"}
+    for row in table.values():
+        assert len(row["per_seed"]) == 2 and row["sec_per_iter"] > 0 and row["params"] > 0
+    # a distilled student is the plain student: same parameters, FLOPs and weight bytes
+    for key in ("params", "gflops", "weights_bytes"):
+        assert table["full"][key] == table["plain"][key] == table["fi_best"][key], key
+    assert (out / "results.png").stat().st_size > 1000
