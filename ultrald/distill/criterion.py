@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from ultralytics.utils.loss import v8DetectionLoss, v8OBBLoss
 from ultralytics.utils.tal import make_anchors
@@ -21,6 +22,19 @@ class Assignment(NamedTuple):
     mask_gt: torch.Tensor  # (B, n, 1) real boxes
     target_scores: torch.Tensor  # (B, A, nc) IoU-aligned soft labels, zero off the positives
     fg_mask: torch.Tensor  # (B, A) positives
+
+
+def normalizer(target_scores_sum: torch.Tensor) -> torch.Tensor:
+    """Return the sum of the target scores over all ranks divided by their number (the local sum without DDP).
+
+    Ultralytics multiplies each rank's loss by the world size and DDP averages the gradients, so dividing each rank's
+    sum by this makes the distillation terms independent of how the batch is split over ranks.
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return target_scores_sum.clamp(min=1)
+    total = target_scores_sum.detach().clone()
+    dist.all_reduce(total)
+    return total.clamp(min=1) / dist.get_world_size()
 
 
 class AssignmentRecorder(nn.Module):
@@ -77,7 +91,7 @@ class DistillationLoss:
         w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
         rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of every region
         terms = self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows])
-        return torch.stack(terms) / assigned.target_scores.sum().clamp(min=1)
+        return torch.stack(terms) / normalizer(assigned.target_scores.sum())
 
     def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
         """Return (ld, vlr, kd), unnormalised sums over the region `rows` with main/VLR weights (N,) per row."""

@@ -77,6 +77,14 @@ class DistillationTrainerMixin:
         else:
             check_teacher_file(teacher)
 
+    def train(self):
+        """Train; a multi-GPU launch first checks that the workers can rebuild the teacher from its path."""
+        if self.ddp and self.args.teacher == IN_MEMORY:
+            raise TeacherError(
+                "multi-GPU training needs teacher= as a checkpoint path: each DDP worker loads the teacher itself."
+            )
+        return super().train()
+
     def get_dataset(self) -> dict:
         """Resolve the embedded dataset names ('shapes', 'shapes-obb') to their yaml, then check the dataset."""
         self.args.data = resolve_data(self.args.data)
