@@ -54,15 +54,15 @@ class ShapesConfig:
 
     task: str = "detect"  # 'detect' or 'obb'
     n_train: int = 1000
-    n_val: int = 200
-    imgsz: int = 160
+    n_val: int = 300
+    imgsz: int = 128
     classes: int = len(CLASSES)  # draw the first `classes` of CLASSES
     objects: tuple[int, int] = (2, 8)  # objects per image (min, max)
-    size: tuple[float, float] = (0.06, 0.4)  # object side as a fraction of the image side
+    size: tuple[float, float] = (0.12, 0.45)  # object side as a fraction of the image side
     aspect: tuple[float, float] = (0.6, 1.6)  # width / height of the template before rotation
     max_overlap: float = 0.3  # largest IoU allowed between two objects' boxes
-    noise: float = 12.0  # std of the Gaussian pixel noise
-    clutter: int = 4  # distractor strokes per image (lines and arcs of no class)
+    noise: float = 8.0  # std of the Gaussian pixel noise
+    clutter: int = 2  # distractor strokes per image (lines and arcs of no class)
     seed: int = 0
 
 
