@@ -169,3 +169,19 @@ def test_ld_with_ultralytics_feature_imitation_and_teacher_object(tmp_root, teac
     model.train(trainer=LDTrainer, teacher=YOLO(str(teacher_pt)), **train_args(tmp_root, "obj", student_yaml,
                                                                                  shapes_yaml, epochs=1))  # fmt: skip
     assert read_results(tmp_root / "runs" / "obj")[0]["train/ld_loss"] > 0
+
+
+def test_metric_coco_is_the_fitness(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+    """metric=coco: the trainer validates with pycocotools each epoch and keeps best.pt by COCO AP."""
+    trainer = LDTrainer(overrides=train_args(tmp_root, "coco-fitness", student_yaml, shapes_yaml, teacher=str(teacher_pt),
+                                             epochs=2, metric="coco"))  # fmt: skip
+    trainer.train()
+    rows = read_results(trainer.save_dir)
+    assert "metrics/AP(coco)" in rows[0] and type(trainer.validator).__module__ == "ultrald.eval.coco"
+    assert trainer.best_fitness == max(r["metrics/AP(coco)"] for r in rows)
+
+
+def test_metric_of_another_task_refused(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+    with pytest.raises(ValueError, match="metric=dota evaluates obb models, this is a detect run"):
+        LDTrainer(overrides=train_args(tmp_root, "bad-metric", student_yaml, shapes_yaml, teacher=str(teacher_pt),
+                                       metric="dota"))  # fmt: skip

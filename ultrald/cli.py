@@ -122,11 +122,9 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
 
 def entrypoint(argv: list[str] | None = None) -> int:
     """Run `yolo-ld` with `argv` (default: the command line); print usage errors without a traceback, exit 2."""
-    from .distill.teacher import TeacherError
-
     try:
         return main(sys.argv[1:] if argv is None else list(argv))
-    except (SyntaxError, TeacherError, FileNotFoundError) as e:
+    except (SyntaxError, ValueError, FileNotFoundError) as e:  # TeacherError is a ValueError
         print(f"yolo-ld: error: {e}", file=sys.stderr)
         return 2
 

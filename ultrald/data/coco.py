@@ -124,7 +124,7 @@ def categories(data: dict, file: Path) -> tuple[dict[int, str], dict[int, int]]:
     """Return (names, category_ids): contiguous class index -> name and -> original id, in the order of the ids."""
     cats = {}
     for c in data["categories"]:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
+        if not isinstance(c, dict) or not _integer(c.get("id")):
             raise ValueError(f"'{file}': category {c!r} has no integer 'id'.")
         if c["id"] in cats:
             raise ValueError(f"'{file}': category id {c['id']} appears twice.")
@@ -193,7 +193,7 @@ def convert_split(data: dict, file: Path, images_dir: Path, out_dir: Path, split
             n["boxes"] += len(lines[image_id])
             n["background"] += not lines[image_id]
             continue
-        n["skipped boxes"] += len(lines[image_id])
+        n["boxes of skipped images"] += len(lines[image_id])
     clear_cache(out_dir, split)
     counts = {**n, **{f"skipped {k}": v for k, v in problems.counts.items()}}
     LOGGER.info(f"ultrald: COCO {split} from {file}: " + summary_line(counts))
@@ -227,6 +227,8 @@ def summary_line(counts: dict[str, int], excluded: str = "crowd") -> str:
     skipped = {k.removeprefix("skipped "): v for k, v in counts.items() if k.startswith("skipped ") and v}
     if skipped:
         line += "; skipped: " + ", ".join(f"{v} {k}" for k, v in skipped.items())
+    if c["boxes of skipped images"]:
+        line += f" ({c['boxes of skipped images']} boxes of skipped images)"
     return line
 
 

@@ -88,6 +88,17 @@ def find_image(folder: Path, image_id: str) -> Path | None:
     return next((f for s in IMAGE_SUFFIXES if (f := folder / f"{image_id}{s}").is_file()), None)
 
 
+def image_size(file: Path) -> tuple[int, int] | None:
+    """Return the (width, height) of an image file, or None when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            return im.size
+    except OSError:
+        return None
+
+
 def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: str, copy: bool) -> dict[str, int]:
     """Write the images and labels of the image sets `specs` as `split`; return the counts."""
     problems, n, done = Problems(), Counter(), set()
@@ -119,11 +130,9 @@ def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: s
             if unknown:
                 problems("unknown class", f"'{xml}': unknown classes {unknown} (not VOC's 20), image skipped")
                 continue
-            if wh is None:
-                from PIL import Image
-
-                with Image.open(image) as im:
-                    wh = im.size
+            if wh is None and (wh := image_size(image)) is None:
+                problems("unreadable image", f"'{xml}' gives no size and '{image}' cannot be read, image skipped")
+                continue
             lines = []
             for o in objects:
                 if o.difficult:

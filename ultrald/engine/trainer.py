@@ -6,6 +6,7 @@ The trainer only wires things: the student stays a plain Ultralytics model, the 
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from torch import nn
@@ -51,6 +52,10 @@ class DistillationTrainerMixin:
         ensure_offline_fonts()
         super().__init__(base, overrides, _callbacks)
         check_ld_args(self.args)  # resume replaced the args with the checkpoint's
+        metric_tasks = {"coco": "detect", "voc": "detect", "dota": "obb"}
+        if self.args.metric and metric_tasks[self.args.metric] != self.args.task:
+            raise ValueError(f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
+                             f"this is a {self.args.task} run.")  # fmt: skip
         self._check_teacher_arg(vars(self.args))
         if self.args.dis > 0:  # Ultralytics' feature imitation runs beside LD, on the same teacher
             if self.args.distill_model not in {None, self.args.teacher}:
@@ -91,13 +96,20 @@ class DistillationTrainerMixin:
         return super().get_dataset()
 
     def get_validator(self):
-        """Return Ultralytics' validator, built from the args without ultrald's keys (which it would reject)."""
+        """Return Ultralytics' validator, or with `metric=` the protocol's, whose fitness then picks best.pt.
+
+        It is built from the args without ultrald's keys, which Ultralytics' validators would reject.
+        """
         args = self.args
         self.args = IterableSimpleNamespace(**{k: v for k, v in vars(args).items() if k in DEFAULT_CFG_DICT})
         try:
-            return super().get_validator()
+            validator = super().get_validator()
         finally:
             self.args = args
+        if args.metric:
+            protocol = importlib.import_module(f"ultrald.eval.{args.metric}").Validator
+            validator = protocol(validator.dataloader, validator.save_dir, validator.args, validator.callbacks)
+        return validator
 
     def set_model_attributes(self) -> None:
         """Set the student's attributes, then load the teacher and check it against the student before training."""

@@ -23,7 +23,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.utils import LOGGER, RANK
+from ultralytics.utils import LOGGER, RANK, ops
 
 from ..data.coco import IMAGE_IDS, load_instances
 
@@ -35,7 +35,8 @@ def load_ground_truth(source: str | Path | dict) -> COCO:
     """Return pycocotools' COCO for an instances json (path) or dict, completing what real files may omit.
 
     A missing `iscrowd` becomes 0, a missing `area` the box area, missing or repeated annotation ids are renumbered;
-    annotations without a 4-number bbox or of unknown images or categories are left out, as the converter leaves them.
+    annotations without a 4-number bbox of positive size (nothing can match it), or of unknown images or categories,
+    are left out, as the converter leaves them out.
     """
     data = load_instances(source) if isinstance(source, (str, Path)) else source
     images = {img["id"] for img in data["images"] if isinstance(img, dict) and "id" in img}
@@ -43,7 +44,7 @@ def load_ground_truth(source: str | Path | dict) -> COCO:
     anns = []
     for a in data["annotations"]:
         box = a.get("bbox") if isinstance(a, dict) else None
-        if a.get("image_id") in images and a.get("category_id") in cats and _box(box):
+        if _box(box) and a.get("image_id") in images and a.get("category_id") in cats:
             anns.append({**a, "iscrowd": int(a.get("iscrowd", 0) or 0), "area": a.get("area", box[2] * box[3])})
     if len({a.get("id") for a in anns}) != len(anns) or any(not isinstance(a.get("id"), int) for a in anns):
         anns = [{**a, "id": i} for i, a in enumerate(anns, 1)]
@@ -78,17 +79,17 @@ def coco_evaluate(gt: COCO, detections: list[dict], image_ids: list[int] | None 
     return dict(zip(COCO_KEYS, (float(x) for x in e.stats))), out.getvalue()[start:].rstrip()
 
 
-def coco_detections(records: list[tuple], image_ids: dict[str, int], category_ids: dict[int, int]) -> list[dict]:
-    """Return COCO result dicts (xywh pixels) for records (im_file, boxes xyxy (N, 4) in pixels, scores, classes).
+def coco_detections(records: list[dict], image_ids: dict[str, int], category_ids: dict[int, int]) -> list[dict]:
+    """Return COCO result dicts (xywh pixels) of per-image records {im_file, boxes (N, 4) xyxy pixels, scores, classes}.
 
     Images missing from `image_ids` and classes missing from `category_ids` are left out.
     """
     out = []
-    for im_file, boxes, scores, classes in records:
-        image_id = image_ids.get(im_file)
+    for r in records:
+        image_id = image_ids.get(r["im_file"])
         if image_id is None:
             continue
-        for (x0, y0, x1, y1), s, c in zip(np.asarray(boxes, float).tolist(), scores, classes):
+        for (x0, y0, x1, y1), s, c in zip(np.asarray(r["boxes"], float).tolist(), r["scores"], r["classes"]):
             if int(c) in category_ids:
                 box = [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)]
                 out.append({"image_id": image_id, "category_id": category_ids[int(c)], "bbox": box,
@@ -96,20 +97,17 @@ def coco_detections(records: list[tuple], image_ids: dict[str, int], category_id
     return out
 
 
-def yolo_ground_truth(labels: list[dict], names: dict[int, str]) -> dict:
-    """Return an instances dict built from Ultralytics dataset labels (normalised xywh, `shape` = (h, w)).
+def yolo_ground_truth(records: list[dict], names: dict[int, str]) -> dict:
+    """Return an instances dict of the labels in per-image records {im_file, shape (h, w), gt_boxes xyxy, gt_classes}.
 
-    Image ids are the label positions, category ids the class indices + 1; there is no crowd.
+    Image ids are the record positions, category ids the class indices + 1; there is no crowd.
     """
     images, anns = [], []
-    for i, lb in enumerate(labels):
-        h, w = lb["shape"]
-        images.append({"id": i, "file_name": lb["im_file"], "width": w, "height": h})
-        for c, (xc, yc, bw, bh) in zip(np.asarray(lb["cls"]).reshape(-1), np.asarray(lb["bboxes"]).reshape(-1, 4)):
-            bw, bh = float(bw) * w, float(bh) * h
-            box = [float(xc) * w - bw / 2, float(yc) * h - bh / 2, bw, bh]
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c) + 1, "bbox": box, "area": bw * bh,
-                         "iscrowd": 0})  # fmt: skip
+    for i, r in enumerate(records):
+        images.append({"id": i, "file_name": r["im_file"], "width": r["shape"][1], "height": r["shape"][0]})
+        for (x0, y0, x1, y1), c in zip(np.asarray(r["gt_boxes"], float).reshape(-1, 4).tolist(), r["gt_classes"]):
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c) + 1,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})  # fmt: skip
     categories = [{"id": k + 1, "name": v} for k, v in names.items()]
     return {"images": images, "annotations": anns, "categories": categories}
 
@@ -123,10 +121,10 @@ def relative_path(file: str, roots: str | Path | list) -> str | None:
 
 
 def _box(box) -> bool:
-    """Return whether box is 4 finite numbers."""
-    return isinstance(box, (list, tuple)) and len(box) == 4 and all(
-        isinstance(v, (int, float)) and math.isfinite(v) for v in box
-    )
+    """Return whether box is 4 finite numbers x, y, w, h with w, h > 0."""
+    numbers = isinstance(box, (list, tuple)) and len(box) == 4
+    numbers = numbers and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
+    return numbers and box[2] > 0 and box[3] > 0
 
 
 class Validator(DetectionValidator):
@@ -155,7 +153,7 @@ class Validator(DetectionValidator):
         super().__init__(dataloader, save_dir, args, _callbacks)
         if self.max_det and self.args.max_det == DEFAULT_CFG.max_det:
             self.args.max_det = self.max_det
-        self.records: list[tuple] = []
+        self.records: list[dict] = []  # per image: im_file, shape, boxes, scores, classes, gt_boxes, gt_classes
         self.results: dict[str, Any] = {}
         self.detections: list[dict] = []
         self._gt_cache: tuple | None = None
@@ -167,13 +165,20 @@ class Validator(DetectionValidator):
         self.ground_truth()  # fail before inference, not after, when the annotations cannot be read
 
     def update_metrics(self, preds: list[dict], batch: dict) -> None:
-        """Update Ultralytics' metrics, and record each image's predictions in original pixels."""
+        """Update Ultralytics' metrics, and record each image's predictions and labels in original pixels."""
         super().update_metrics(preds, batch)
         for si, pred in enumerate(preds):
-            pbatch = self._prepare_batch(si, batch)
-            boxes = self.scale_preds(pred, pbatch)["bboxes"]
-            self.records.append((pbatch["im_file"], boxes.float().cpu().numpy(), pred["conf"].float().cpu().numpy(),
-                                 pred["cls"].cpu().numpy()))  # fmt: skip
+            pb = self._prepare_batch(si, batch)
+
+            def scale(b, pb=pb):
+                return ops.scale_boxes(pb["imgsz"], b.clone(), pb["ori_shape"], ratio_pad=pb["ratio_pad"])
+
+            self.records.append({
+                "im_file": pb["im_file"], "shape": tuple(int(x) for x in pb["ori_shape"]),
+                "boxes": scale(pred["bboxes"]).float().cpu().numpy(), "scores": pred["conf"].float().cpu().numpy(),
+                "classes": pred["cls"].cpu().numpy(), "gt_classes": pb["cls"].cpu().numpy(),
+                "gt_boxes": scale(pb["bboxes"]).float().cpu().numpy() if len(pb["cls"]) else np.zeros((0, 4)),
+            })  # fmt: skip
 
     def gather_stats(self) -> None:
         """Gather Ultralytics' stats, and under DDP the prediction records, on rank 0."""
@@ -195,33 +200,32 @@ class Validator(DetectionValidator):
         return stats
 
     def ground_truth(self) -> tuple[COCO, dict[str, int], dict[int, int]]:
-        """Return (ground truth, im_file -> image id, class -> category id), loaded once per validator.
+        """Return (ground truth, im_file -> image id, class -> category id).
 
-        A `yolo-ld convert coco` dataset gives its original json of the split; other datasets their YOLO labels.
+        A `yolo-ld convert coco` dataset gives its original json of the split (loaded once per validator); other
+        datasets the labels recorded during this validation.
         """
         split = self.args.split or "val"
         dataset = self.dataloader.dataset
         annotations = (self.data.get("annotations") or {}).get(split)
+        if not annotations:
+            names = self.data["names"]
+            gt = load_ground_truth(yolo_ground_truth(self.records, names))
+            return gt, {r["im_file"]: i for i, r in enumerate(self.records)}, {i: i + 1 for i in names}
         key = (split, annotations, len(dataset.im_files))
         if self._gt_cache and self._gt_cache[0] == key:
             return self._gt_cache[1]
-        if annotations:
-            gt = load_ground_truth(annotations)
-            ids_file = Path(self.data["path"]) / self.data.get("image_ids", IMAGE_IDS)
-            if not ids_file.is_file():
-                raise FileNotFoundError(f"'{ids_file}' (image path -> COCO image id) is missing; re-run the converter.")
-            by_path = json.loads(ids_file.read_text()).get(split, {})
-            root = self.data[split]
-            image_ids = {f: by_path[r] for f in dataset.im_files if (r := relative_path(f, root)) in by_path}
-            if len(image_ids) < len(dataset.im_files):
-                LOGGER.warning(f"ultrald: {len(dataset.im_files) - len(image_ids)} {split} images are not in "
-                               f"'{ids_file}' and are left out of the COCO evaluation.")  # fmt: skip
-            category_ids = {int(k): int(v) for k, v in self.data["category_ids"].items()}
-        else:
-            names = self.data["names"]
-            gt = load_ground_truth(yolo_ground_truth(dataset.labels, names))
-            image_ids = {lb["im_file"]: i for i, lb in enumerate(dataset.labels)}
-            category_ids = {i: i + 1 for i in names}
+        gt = load_ground_truth(annotations)
+        ids_file = Path(self.data["path"]) / self.data.get("image_ids", IMAGE_IDS)
+        if not ids_file.is_file():
+            raise FileNotFoundError(f"'{ids_file}' (image path -> COCO image id) is missing; re-run the converter.")
+        by_path = json.loads(ids_file.read_text()).get(split, {})
+        root = self.data[split]
+        image_ids = {f: by_path[r] for f in dataset.im_files if (r := relative_path(f, root)) in by_path}
+        if len(image_ids) < len(dataset.im_files):
+            LOGGER.warning(f"ultrald: {len(dataset.im_files) - len(image_ids)} {split} images are not in "
+                           f"'{ids_file}' and are left out of the COCO evaluation.")  # fmt: skip
+        category_ids = {int(k): int(v) for k, v in self.data["category_ids"].items()}
         self._gt_cache = key, (gt, image_ids, category_ids)
         return gt, image_ids, category_ids
 
@@ -263,7 +267,7 @@ def val(yolo, **overrides) -> dict[str, float]:
 def run_validator(cls: type, yolo, overrides: dict) -> DetectionValidator:
     """Run the validator class `cls` on `yolo` as `YOLO.val` would (rect batches, conf=0.001); return it."""
     if yolo.task != "detect":
-        raise ValueError(f"metric={cls.protocol} evaluates detection models, this model's task is '{yolo.task}'.")
+        raise SyntaxError(f"metric={cls.protocol} evaluates detection models, this model's task is '{yolo.task}'.")
     if overrides.get("data") is None:
         raise SyntaxError(f"'data' is required for metric={cls.protocol}, e.g. data=coco/data.yaml")
     args = {**yolo.overrides, "rect": True, "conf": 0.001, **overrides, "mode": "val"}

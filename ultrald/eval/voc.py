@@ -176,8 +176,6 @@ class Validator(COCOValidator):
             return self._gt_cache[1]
         names = self.data["names"]
         gt = load_ground_truth(voc_ground_truth(dataset.im_files, self.data[split], Path(voc_root), names))
-        for img, lb in zip(gt.dataset["images"], dataset.labels):  # sizes the XML lacks, from the image
-            img["height"], img["width"] = img["height"] or lb["shape"][0], img["width"] or lb["shape"][1]
         result = gt, {f: i for i, f in enumerate(dataset.im_files)}, {i: i + 1 for i in names}
         self._gt_cache = key, result
         return result
