@@ -15,7 +15,7 @@ from ultralytics.engine.model import Model
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.models.yolo.obb import OBBTrainer
 from ultralytics.nn.distill_model import DistillationModel
-from ultralytics.utils import LOGGER, RANK, IterableSimpleNamespace, colorstr
+from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimpleNamespace, colorstr
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import check_ld_args, ld_cfg
@@ -57,6 +57,8 @@ class DistillationTrainerMixin:
             raise ValueError(f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
                              f"this is a {self.args.task} run.")  # fmt: skip
         self._check_teacher_arg(vars(self.args))
+        if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
+            self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
         if self.args.dis > 0:  # Ultralytics' feature imitation runs beside LD, on the same teacher
             if self.args.distill_model not in {None, self.args.teacher}:
                 raise TeacherError(
