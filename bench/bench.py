@@ -12,6 +12,7 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     python bench/bench.py                          # the documented run (hours on a 2-core CPU)
     python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
     python bench/bench.py --configs plain,full --seeds 0 --jobs 1
+    python bench/bench.py --task obb --configs plain,full,full_ald_l1,full_no_ald   # the angle terms on rotated shapes
 
 Each run is its own subprocess (clean timing and peak memory); `--jobs` runs that many at once. Results are cached per
 run in OUT/runs/<config>-s<seed>/summary.json, so an interrupted benchmark resumes where it stopped.
@@ -39,6 +40,9 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     "ld_vlr": ("ld", {"kd": 0.0}),
     "full": ("ld", {}),
     "full_fi": ("ld", {}),  # dis from the sweep
+    # OBB only (--task obb): the angle term
+    "full_ald_l1": ("ld", {"ald_type": "l1"}),
+    "full_no_ald": ("ld", {"ald": 0.0}),
 }
 
 
@@ -46,7 +50,8 @@ CONFIGS = {  # name -> (trainer, extra overrides)
 class Setup:
     """The benchmark's fixed settings (the same for every run)."""
 
-    teacher_model: str = "yolov8n.yaml"
+    task: str = "detect"  # or 'obb' (models become yolov8-obb-*, data the rotated shapes)
+    teacher_model: str = "yolov8-w125.yaml"
     student_model: str = "yolov8-w0625.yaml"
     epochs: int = 30
     teacher_epochs: int = 60
@@ -63,9 +68,10 @@ class Setup:
 
 def train_args(setup: Setup, data: str, out: Path, name: str, model: str, epochs: int, seed: int) -> dict:
     """Ultralytics train overrides shared by every run."""
-    return dict(model=model, data=data, epochs=epochs, imgsz=setup.imgsz, batch=setup.batch, device=setup.device,
-                optimizer=setup.optimizer, lr0=setup.lr0, warmup_epochs=setup.warmup_epochs, seed=seed,
-                deterministic=False, workers=0, plots=False, project=str(out / "runs"), name=name, exist_ok=True)  # fmt: skip
+    return dict(task=setup.task, model=model, data=data, epochs=epochs, imgsz=setup.imgsz, batch=setup.batch,
+                device=setup.device, optimizer=setup.optimizer, lr0=setup.lr0, warmup_epochs=setup.warmup_epochs,
+                seed=seed, deterministic=False, workers=0, plots=False, project=str(out / "runs"), name=name,
+                exist_ok=True)  # fmt: skip
 
 
 def run_one(spec: dict) -> dict:
@@ -74,12 +80,15 @@ def run_one(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.models.yolo.obb import OBBTrainer
     from ultralytics.utils.torch_utils import get_flops
 
-    from ultrald import LDTrainer
+    from ultrald import trainer_for
     from ultrald.demo import read_results
 
-    trainer_cls = LDTrainer if spec["trainer"] == "ld" else DetectionTrainer
+    obb = spec["args"].get("task") == "obb"
+    plain_cls = OBBTrainer if obb else DetectionTrainer
+    trainer_cls = trainer_for("obb" if obb else "detect") if spec["trainer"] == "ld" else plain_cls
     overrides = dict(spec["args"])
     if spec["trainer"] == "fi":
         overrides["distill_model"] = spec["teacher"]
@@ -101,7 +110,7 @@ def run_one(spec: dict) -> dict:
     student = load_checkpoint(best)[0]
     cuda = torch.cuda.is_available() and "cpu" not in str(spec["args"]["device"])
     return {
-        "mAP50-95": metrics["metrics/mAP50-95(B)"],
+        "mAP50-95": metrics["metrics/mAP50-95(B)"],  # OBB metrics carry the same keys
         "mAP50": metrics["metrics/mAP50(B)"],
         "last3_mAP50-95": statistics.mean(r["metrics/mAP50-95(B)"] for r in rows[-3:]),
         "curve": [r["metrics/mAP50-95(B)"] for r in rows],
@@ -261,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup = Setup(**{k: getattr(a, k) for k in asdict(Setup())})
     if a.tiny:
-        setup = Setup(teacher_model="yolov8-w125.yaml", epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64,
-                      batch=8, threads=1)  # fmt: skip
+        setup = Setup(task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, threads=1)
         a.dis_sweep = a.dis_sweep[:1]
     configs = [c for c in a.configs.split(",") if c]
     unknown = set(configs) - set(CONFIGS)
@@ -278,9 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     from ultrald.utils import ensure_offline_fonts
 
     ensure_offline_fonts()
+    if setup.task == "obb":  # the rotated counterparts of the default models
+        setup.teacher_model, setup.student_model = (m.replace("yolov8-w", "yolov8-obb-w") for m in
+                                                    (setup.teacher_model, setup.student_model))  # fmt: skip
     setup.student_model, teacher_yaml = resolve_model(setup.student_model), resolve_model(setup.teacher_model)
-    data = str(generate((a.data_dir or DATASETS_DIR) / f"ultrald-shapes-bench-{setup.imgsz}-{setup.n_train}",
-                        ShapesConfig(n_train=setup.n_train, n_val=setup.n_val, imgsz=setup.imgsz)))  # fmt: skip
+    shapes = ShapesConfig(task=setup.task, n_train=setup.n_train, n_val=setup.n_val, imgsz=setup.imgsz)
+    folder = f"ultrald-shapes{'-obb' if setup.task == 'obb' else ''}-bench-{setup.imgsz}-{setup.n_train}"
+    data = str(generate((a.data_dir or DATASETS_DIR) / folder, shapes))
 
     teacher_spec = {"trainer": "plain", "teacher": None, "threads": setup.threads,
                     "args": train_args(setup, data, out, "teacher", teacher_yaml, setup.teacher_epochs, 0)}  # fmt: skip
