@@ -68,10 +68,25 @@ class Setup:
 
 def train_args(setup: Setup, data: str, out: Path, name: str, model: str, epochs: int, seed: int) -> dict:
     """Ultralytics train overrides shared by every run."""
-    return dict(task=setup.task, model=model, data=data, epochs=epochs, imgsz=setup.imgsz, batch=setup.batch,
-                device=setup.device, optimizer=setup.optimizer, lr0=setup.lr0, warmup_epochs=setup.warmup_epochs,
-                seed=seed, deterministic=False, workers=0, plots=False, project=str(out / "runs"), name=name,
-                exist_ok=True)  # fmt: skip
+    return dict(
+        task=setup.task,
+        model=model,
+        data=data,
+        epochs=epochs,
+        imgsz=setup.imgsz,
+        batch=setup.batch,
+        device=setup.device,
+        optimizer=setup.optimizer,
+        lr0=setup.lr0,
+        warmup_epochs=setup.warmup_epochs,
+        seed=seed,
+        deterministic=False,
+        workers=0,
+        plots=False,
+        project=str(out / "runs"),
+        name=name,
+        exist_ok=True,
+    )
 
 
 def run_one(spec: dict) -> dict:
@@ -205,18 +220,39 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
         mem = statistics.mean(r["peak_mem_mb"] for r in runs)
         r0 = runs[0]
         label = f"{name} (dis={best_dis})" if name in {"fi_best", "full_fi"} else name
-        lines.append(f"| {label} | {m:.4f} ± {s:.4f} | {m50:.4f} ± {s50:.4f} | {l3:.4f} ± {sl3:.4f} | "
-                     f"{rm:+.2f} ± {rs:.2f} | {it:.3f} | {mem:.0f} | {r0['params']:,} | {r0['gflops']:.2f} | "
-                     f"{r0['weights_bytes']:,} | {r0['ckpt_bytes']:,} |")  # fmt: skip
-        table[name] = {"mAP50-95": [m, s], "mAP50": [m50, s50], "last3_mAP50-95": [l3, sl3], "gap_recovered": [rm, rs],
-                       "sec_per_iter": it, "peak_mem_mb": mem, "params": r0["params"], "gflops": r0["gflops"],
-                       "weights_bytes": r0["weights_bytes"], "ckpt_bytes": r0["ckpt_bytes"],
-                       "per_seed": [r["mAP50-95"] for r in runs]}  # fmt: skip
+        lines.append(
+            f"| {label} | {m:.4f} ± {s:.4f} | {m50:.4f} ± {s50:.4f} | {l3:.4f} ± {sl3:.4f} | "
+            f"{rm:+.2f} ± {rs:.2f} | {it:.3f} | {mem:.0f} | {r0['params']:,} | {r0['gflops']:.2f} | "
+            f"{r0['weights_bytes']:,} | {r0['ckpt_bytes']:,} |"
+        )
+        table[name] = {
+            "mAP50-95": [m, s],
+            "mAP50": [m50, s50],
+            "last3_mAP50-95": [l3, sl3],
+            "gap_recovered": [rm, rs],
+            "sec_per_iter": it,
+            "peak_mem_mb": mem,
+            "params": r0["params"],
+            "gflops": r0["gflops"],
+            "weights_bytes": r0["weights_bytes"],
+            "ckpt_bytes": r0["ckpt_bytes"],
+            "per_seed": [r["mAP50-95"] for r in runs],
+        }
     md = "\n".join(lines) + "\n"
     (out / "results.md").write_text(md)
-    (out / "results.json").write_text(json.dumps({"setup": asdict(setup), "seeds": seeds, "teacher": teacher,
-                                                  "best_dis": best_dis, "table": table, "machine": machine()},
-                                                 indent=1))  # fmt: skip
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "setup": asdict(setup),
+                "seeds": seeds,
+                "teacher": teacher,
+                "best_dis": best_dis,
+                "table": table,
+                "machine": machine(),
+            },
+            indent=1,
+        )
+    )
     plot(results, teacher, out / "results.png")
     return md
 
@@ -287,15 +323,20 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_offline_fonts()
     if setup.task == "obb":  # the rotated counterparts of the default models
-        setup.teacher_model, setup.student_model = (m.replace("yolov8-w", "yolov8-obb-w") for m in
-                                                    (setup.teacher_model, setup.student_model))  # fmt: skip
+        setup.teacher_model, setup.student_model = (
+            m.replace("yolov8-w", "yolov8-obb-w") for m in (setup.teacher_model, setup.student_model)
+        )
     setup.student_model, teacher_yaml = resolve_model(setup.student_model), resolve_model(setup.teacher_model)
     shapes = ShapesConfig(task=setup.task, n_train=setup.n_train, n_val=setup.n_val, imgsz=setup.imgsz)
     folder = f"ultrald-shapes{'-obb' if setup.task == 'obb' else ''}-bench-{setup.imgsz}-{setup.n_train}"
     data = str(generate((a.data_dir or DATASETS_DIR) / folder, shapes))
 
-    teacher_spec = {"trainer": "plain", "teacher": None, "threads": setup.threads,
-                    "args": train_args(setup, data, out, "teacher", teacher_yaml, setup.teacher_epochs, 0)}  # fmt: skip
+    teacher_spec = {
+        "trainer": "plain",
+        "teacher": None,
+        "threads": setup.threads,
+        "args": train_args(setup, data, out, "teacher", teacher_yaml, setup.teacher_epochs, 0),
+    }
     teacher = launch(teacher_spec, out)
     teacher_pt = str(Path(teacher["save_dir"]) / "weights" / "best.pt")
 

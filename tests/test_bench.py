@@ -11,8 +11,22 @@ BENCH = Path(__file__).parent.parent / "bench" / "bench.py"
 
 def test_bench_tiny(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, str(BENCH), "--tiny", "--configs", "plain,fi_best,ld,full", "--seeds", "0", "1",
-           "--out", str(out), "--data-dir", str(tmp_path / "data"), "--jobs", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(BENCH),
+        "--tiny",
+        "--configs",
+        "plain,fi_best,ld,full",
+        "--seeds",
+        "0",
+        "1",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--jobs",
+        "1",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     lines = (out / "results.md").read_text().splitlines()

@@ -8,11 +8,31 @@ from ultrald.cli import entrypoint, parse_args
 def test_parse_keys_values_modes_and_bare_booleans(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("ld: 2.0\nkd_temp: 4.0\nepochs: 3\n")
-    mode, o = parse_args(["train", "model=yolov8n.yaml", "teacher=t.pt", f"cfg={recipe}", "epochs=5", "ld_temp = 8",
-                          "--vlr=False", "obb", "amp"])  # fmt: skip
+    mode, o = parse_args(
+        [
+            "train",
+            "model=yolov8n.yaml",
+            "teacher=t.pt",
+            f"cfg={recipe}",
+            "epochs=5",
+            "ld_temp = 8",
+            "--vlr=False",
+            "obb",
+            "amp",
+        ]
+    )
     assert mode == "train"
-    assert o == {"model": "yolov8n.yaml", "teacher": "t.pt", "ld": 2.0, "kd_temp": 4.0, "epochs": 5, "ld_temp": 8,
-                 "vlr": False, "task": "obb", "amp": True}  # fmt: skip
+    assert o == {
+        "model": "yolov8n.yaml",
+        "teacher": "t.pt",
+        "ld": 2.0,
+        "kd_temp": 4.0,
+        "epochs": 5,
+        "ld_temp": 8,
+        "vlr": False,
+        "task": "obb",
+        "amp": True,
+    }
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import FAST, IMGSZ, tiny_yaml
+
 from ultrald.data.coco import convert_coco
 from ultrald.eval.coco import COCO_KEYS, coco_detections, coco_evaluate, load_ground_truth
 
@@ -85,8 +85,9 @@ def test_convert_round_trip_labels_and_yaml(coco_set, tmp_path, logged):
     assert data["path"] == str(out) and data["train"] == data["val"] == "images/val"
     assert data["names"] == {0: "cat", 1: "dog", 2: "bird"} and data["category_ids"] == {0: 3, 1: 7, 2: 12}
     assert data["annotations"] == {"val": str(file.resolve())}
-    assert json.loads((out / data["image_ids"]).read_text()) == {"val": {"a/0001.jpg": 10, "b/0001.jpg": 20,
-                                                                         "c.jpg": 30}}  # fmt: skip
+    assert json.loads((out / data["image_ids"]).read_text()) == {
+        "val": {"a/0001.jpg": 10, "b/0001.jpg": 20, "c.jpg": 30}
+    }
     summary = data["summary"]["val"]
     assert (summary["images"], summary["background"], summary["boxes"]) == (3, 1, 3)
     assert (summary["crowd"], summary["clipped"], summary["dropped"]) == (1, 1, 2)
@@ -102,8 +103,9 @@ def test_copy_and_train_val_splits(coco_set, tmp_path):
     file, images = coco_set
     val = {**INSTANCES, "images": INSTANCES["images"][2:], "annotations": []}
     (tmp_path / "val.json").write_text(json.dumps(val))
-    data_yaml = convert_coco(file, images, tmp_path / "out", copy=True, val_json=tmp_path / "val.json",
-                             val_images=images)  # fmt: skip
+    data_yaml = convert_coco(
+        file, images, tmp_path / "out", copy=True, val_json=tmp_path / "val.json", val_images=images
+    )
     data = yaml.safe_load(data_yaml.read_text())
     assert (data["train"], data["val"]) == ("images/train", "images/val")
     assert set(data["annotations"]) == {"train", "val"}
@@ -128,8 +130,11 @@ def test_mapping_back_and_perfect_predictions_give_ap_1(coco_set, tmp_path):
     # perfect predictions of every evaluable box, plus one on the crowd region, which pycocotools ignores
     gt = load_ground_truth(file)  # fills the missing iscrowd of box 2
     assert len(gt.getAnnIds()) == 5  # the zero-width box 4 is left out: nothing can match it
-    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
-               for a in INSTANCES["annotations"] if not a.get("iscrowd") and a["bbox"][2] > 0]  # fmt: skip
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        for a in INSTANCES["annotations"]
+        if not a.get("iscrowd") and a["bbox"][2] > 0
+    ]
     crowd = {"image_id": 10, "category_id": 7, "bbox": [0, 0, 50, 50], "score": 0.5}
     numbers, text = coco_evaluate(gt, [*perfect, crowd])
     assert numbers["AP"] == numbers["AP50"] == numbers["AP75"] == 1.0
@@ -145,11 +150,15 @@ def test_known_iou_gives_hand_computed_numbers():
     AP = 3 / 10 = 0.3, AP50 = 1, AP75 = 0. Recall is likewise 1 at 3 thresholds: AR1 = AR10 = AR100 = 0.3.
     The ground truth area 1600 is 'medium' (32^2 < 1600 < 96^2): APm = ARm = 0.3; no small or large ground truth: -1.
     """
-    gt = load_ground_truth({
-        "images": [{"id": 1, "width": 100, "height": 100}],
-        "categories": [{"id": 5, "name": "thing"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40]}],  # no iscrowd, no area
-    })  # fmt: skip
+    gt = load_ground_truth(
+        {
+            "images": [{"id": 1, "width": 100, "height": 100}],
+            "categories": [{"id": 5, "name": "thing"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40]}
+            ],  # no iscrowd, no area
+        }
+    )
     numbers, _ = coco_evaluate(gt, [{"image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 25], "score": 0.8}])
     expected = [0.3, 1.0, 0.0, -1.0, 0.3, -1.0, 0.3, 0.3, 0.3, -1.0, 0.3, -1.0]
     assert [numbers[k] for k in COCO_KEYS] == pytest.approx(expected, abs=1e-9)
@@ -179,16 +188,21 @@ def test_bad_inputs_name_the_file(tmp_path, coco_set, logged, capsys):
     # a missing image file, an annotation of an unknown image and one of an unknown category: skipped and counted
     bad = json.loads(json.dumps(INSTANCES))
     bad["images"].append({"id": 40, "file_name": "gone.jpg", "width": 10, "height": 10})
-    bad["annotations"] += [{"id": 7, "image_id": 99, "category_id": 3, "bbox": [1, 1, 2, 2]},
-                           {"id": 8, "image_id": 10, "category_id": 4, "bbox": [1, 1, 2, 2]},
-                           {"id": 9, "image_id": 40, "category_id": 3, "bbox": [1, 1, 2, 2]}]  # fmt: skip
+    bad["annotations"] += [
+        {"id": 7, "image_id": 99, "category_id": 3, "bbox": [1, 1, 2, 2]},
+        {"id": 8, "image_id": 10, "category_id": 4, "bbox": [1, 1, 2, 2]},
+        {"id": 9, "image_id": 40, "category_id": 3, "bbox": [1, 1, 2, 2]},
+    ]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     assert entrypoint(["convert", "coco", str(tmp_path / "bad.json"), str(images), str(tmp_path / "out")]) == 0
     data_yaml = Path(capsys.readouterr().out.strip().splitlines()[-1])
     summary = yaml.safe_load(data_yaml.read_text())["summary"]["val"]
     assert summary["images"] == 3 and summary["boxes of skipped images"] == 1  # the box of the missing image
-    assert (summary["skipped missing image"], summary["skipped unknown image"], summary["skipped unknown category"]) \
-        == (1, 1, 1)  # fmt: skip
+    assert (
+        summary["skipped missing image"],
+        summary["skipped unknown image"],
+        summary["skipped unknown category"],
+    ) == (1, 1, 1)
     assert any("bad.json: image 40 file" in m and "gone.jpg' does not exist" in m for m in logged)
     assert any("bad.json: annotation 7 points to unknown image_id 99" in m for m in logged)
     assert any("bad.json: annotation 8 has unknown category_id 4" in m for m in logged)
@@ -214,8 +228,16 @@ def shapes_as_coco(root: Path, split: str) -> Path:
         images.append({"id": 1000 + i, "file_name": f"{split}/{label.stem}.png", "width": IMGSZ, "height": IMGSZ})
         for c, xc, yc, w, h in np.loadtxt(label, ndmin=2):
             box = [(xc - w / 2) * IMGSZ, (yc - h / 2) * IMGSZ, w * IMGSZ, h * IMGSZ]
-            annotations.append({"id": len(annotations) + 1, "image_id": 1000 + i, "category_id": CATEGORY_IDS[int(c)],
-                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": 1000 + i,
+                    "category_id": CATEGORY_IDS[int(c)],
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": v, "name": CLASSES[k]} for k, v in CATEGORY_IDS.items()]
     file = root / f"instances_{split}.json"
     file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
@@ -230,8 +252,12 @@ def oracle(cls: type) -> type:
             for si in range(len(preds)):
                 pb = self._prepare_batch(si, batch)
                 n = len(pb["cls"])
-                preds[si] = {"bboxes": pb["bboxes"].clone(), "conf": torch.ones(n), "cls": pb["cls"].clone(),
-                             "extra": torch.zeros(n, 0)}  # fmt: skip
+                preds[si] = {
+                    "bboxes": pb["bboxes"].clone(),
+                    "conf": torch.ones(n),
+                    "cls": pb["cls"].clone(),
+                    "extra": torch.zeros(n, 0),
+                }
             super().update_metrics(preds, batch)
 
     return Oracle
@@ -249,8 +275,22 @@ def tiny(tmp_path_factory):
     shapes = generate(root / "shapes", ShapesConfig(n_train=16, n_val=8, imgsz=IMGSZ, classes=3, size=(0.2, 0.5)))
     train_json, val_json = shapes_as_coco(shapes.parent, "train"), shapes_as_coco(shapes.parent, "val")
     images = shapes.parent / "images"
-    assert entrypoint(["convert", "coco", str(train_json), str(images), str(root / "coco"), "--val-json",
-                       str(val_json), "--val-images", str(images)]) == 0  # fmt: skip
+    assert (
+        entrypoint(
+            [
+                "convert",
+                "coco",
+                str(train_json),
+                str(images),
+                str(root / "coco"),
+                "--val-json",
+                str(val_json),
+                "--val-images",
+                str(images),
+            ]
+        )
+        == 0
+    )
     teacher = DetectionTrainer(overrides=train_args(root, "teacher", root / "coco/data.yaml", width=0.125, epochs=2))
     teacher.train()
     return root, root / "coco/data.yaml", shapes, teacher.best
@@ -258,8 +298,20 @@ def tiny(tmp_path_factory):
 
 def train_args(root, name, data, width=0.0625, **kw):
     model = str(tiny_yaml(root / f"{name}.yaml", width=width))
-    return dict(model=model, data=str(data), imgsz=IMGSZ, batch=8, workers=0, plots=False, project=str(root / "runs"),
-                name=name, exist_ok=True, seed=0, **FAST, **kw)  # fmt: skip
+    return dict(
+        model=model,
+        data=str(data),
+        imgsz=IMGSZ,
+        batch=8,
+        workers=0,
+        plots=False,
+        project=str(root / "runs"),
+        name=name,
+        exist_ok=True,
+        seed=0,
+        **FAST,
+        **kw,
+    )
 
 
 def test_converted_layout_keeps_sub_folders_and_ids(tiny):
@@ -279,8 +331,13 @@ def test_validator_maps_perfect_predictions_to_ap_1(tiny):
 
     root, data_yaml, shapes, teacher = tiny
     for name, data in ("json", data_yaml), ("labels", shapes):  # converted: the original json; plain: the labels
-        v = run_validator(oracle(Validator), YOLO(str(teacher)), dict(data=str(data), imgsz=IMGSZ, batch=8,
-                          plots=False, project=str(root / "runs"), name=name, exist_ok=True))  # fmt: skip
+        v = run_validator(
+            oracle(Validator),
+            YOLO(str(teacher)),
+            dict(
+                data=str(data), imgsz=IMGSZ, batch=8, plots=False, project=str(root / "runs"), name=name, exist_ok=True
+            ),
+        )
         assert v.results["AP"] == v.results["AP50"] == 1.0, name
         assert v.args.max_det == 100  # COCO's detections per image
     assert {d["image_id"] for d in v.detections} == set(range(8))  # plain: image ids are positions
@@ -336,15 +393,34 @@ def test_e2e_distil_then_coco_protocol(tiny):
     student.train()
     best = student.best
 
-    results = coco.val(YOLO(str(best)), data=str(data_yaml), imgsz=IMGSZ, batch=8, plots=False,
-                       project=str(root / "runs"), name="val", exist_ok=True)  # fmt: skip
+    results = coco.val(
+        YOLO(str(best)),
+        data=str(data_yaml),
+        imgsz=IMGSZ,
+        batch=8,
+        plots=False,
+        project=str(root / "runs"),
+        name="val",
+        exist_ok=True,
+    )
     assert list(results) == list(COCO_KEYS) and all(math.isfinite(v) for v in results.values())
     predictions = json.loads((root / "runs/val/predictions-coco.json").read_text())
     assert predictions and {p["category_id"] for p in predictions} <= set(CATEGORY_IDS.values())
     assert {p["image_id"] for p in predictions} <= set(range(1000, 1008))
 
-    cmd = ["yolo-ld", "val", f"model={best}", f"data={data_yaml}", "metric=coco", f"imgsz={IMGSZ}", "batch=8",
-           "plots=False", f"project={root / 'runs'}", "name=cli", "exist_ok=True"]  # fmt: skip
+    cmd = [
+        "yolo-ld",
+        "val",
+        f"model={best}",
+        f"data={data_yaml}",
+        "metric=coco",
+        f"imgsz={IMGSZ}",
+        "batch=8",
+        "plots=False",
+        f"project={root / 'runs'}",
+        "name=cli",
+        "exist_ok=True",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.lstrip().startswith("Average ")]

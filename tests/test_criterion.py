@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_yaml
 from ultralytics.cfg import DEFAULT_CFG_DICT
 from ultralytics.nn.tasks import DetectionModel
 
-from conftest import tiny_yaml
 from ultrald.cfg import LD_DEFAULTS
 from ultrald.distill.criterion import LDDetectionLoss
 from ultrald.distill.teacher import TeacherHead, load_teacher
@@ -39,8 +39,11 @@ def batch(boxes=True, b=2):
     g = torch.Generator().manual_seed(0)
     out = {"img": torch.rand(b, 3, 64, 64, generator=g)}
     if boxes:
-        out.update(batch_idx=torch.tensor([0.0, 0.0, 1.0]), cls=torch.tensor([[0.0], [2.0], [1.0]]),
-                   bboxes=torch.tensor([[0.3, 0.3, 0.3, 0.4], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.6, 0.6]]))  # fmt: skip
+        out.update(
+            batch_idx=torch.tensor([0.0, 0.0, 1.0]),
+            cls=torch.tensor([[0.0], [2.0], [1.0]]),
+            bboxes=torch.tensor([[0.3, 0.3, 0.3, 0.4], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.6, 0.6]]),
+        )
     else:
         out.update(batch_idx=torch.zeros(0), cls=torch.zeros(0, 1), bboxes=torch.zeros(0, 4))
     return out

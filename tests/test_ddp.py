@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from conftest import IMGSZ
 
 DISTILL = ("ld_loss", "vlr_loss", "kd_loss")
@@ -44,15 +43,24 @@ def full_batch():
     idx = torch.tensor([0, 0, 1, 2, 2, 2, 3], dtype=torch.float32)
     xy, wh = torch.rand(7, 2, generator=g) * 0.5 + 0.25, torch.rand(7, 2, generator=g) * 0.3 + 0.1
     cls = torch.randint(0, 3, (7, 1), generator=g).float()
-    return {"img": torch.rand(4, 3, IMGSZ, IMGSZ, generator=g), "batch_idx": idx, "cls": cls, "bboxes": torch.cat((xy, wh), 1)}
+    return {
+        "img": torch.rand(4, 3, IMGSZ, IMGSZ, generator=g),
+        "batch_idx": idx,
+        "cls": cls,
+        "bboxes": torch.cat((xy, wh), 1),
+    }
 
 
 def images(batch, keep):
     """The sub-batch of the images in `keep`, renumbered."""
     sel = torch.isin(batch["batch_idx"], torch.tensor(keep, dtype=torch.float32))
     remap = {k: i for i, k in enumerate(keep)}
-    return {"img": batch["img"][keep], "batch_idx": torch.tensor([remap[int(i)] for i in batch["batch_idx"][sel]]),
-            "cls": batch["cls"][sel], "bboxes": batch["bboxes"][sel]}  # fmt: skip
+    return {
+        "img": batch["img"][keep],
+        "batch_idx": torch.tensor([remap[int(i)] for i in batch["batch_idx"][sel]]),
+        "cls": batch["cls"][sel],
+        "bboxes": batch["bboxes"][sel],
+    }
 
 
 def distill_items(student, teacher, batch):
@@ -92,15 +100,27 @@ def test_ddp_launch_script_round_trips(tmp_root, teacher_pt, student_yaml, shape
 
     from ultrald import LDTrainer
 
-    trainer = LDTrainer(overrides=dict(model=str(student_yaml), teacher=str(teacher_pt), data=str(shapes_yaml),
-                                       epochs=1, imgsz=IMGSZ, ld=0.7, vlr_scale=4.0, project=str(tmp_root / "runs"),
-                                       name="ddp", exist_ok=True))  # fmt: skip
+    trainer = LDTrainer(
+        overrides=dict(
+            model=str(student_yaml),
+            teacher=str(teacher_pt),
+            data=str(shapes_yaml),
+            epochs=1,
+            imgsz=IMGSZ,
+            ld=0.7,
+            vlr_scale=4.0,
+            project=str(tmp_root / "runs"),
+            name="ddp",
+            exist_ok=True,
+        )
+    )
     script = Path(generate_ddp_file(trainer))
     try:
         code = script.read_text().replace(
             "    trainer.train()",
             "    a = trainer.args\n"
-            "    print('REBUILT', type(trainer).__module__, type(trainer).__name__, a.teacher, a.ld, a.vlr_scale, a.dis)",
+            "    print('REBUILT', type(trainer).__module__, type(trainer).__name__,\n"
+            "          a.teacher, a.ld, a.vlr_scale, a.dis)",
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
     finally:
@@ -116,8 +136,11 @@ def test_in_memory_teacher_refused_for_multi_gpu(shapes_yaml, student_yaml, teac
     from ultrald import LDTrainer
     from ultrald.distill.teacher import TeacherError
 
-    trainer = LDTrainer(overrides=dict(model=str(student_yaml), teacher=YOLO(str(teacher_pt)), data=str(shapes_yaml),
-                                       project=str(tmp_path)))  # fmt: skip
+    trainer = LDTrainer(
+        overrides=dict(
+            model=str(student_yaml), teacher=YOLO(str(teacher_pt)), data=str(shapes_yaml), project=str(tmp_path)
+        )
+    )
     trainer.ddp = True  # what device=0,1 sets on a machine with 2 GPUs
     with pytest.raises(TeacherError, match="multi-GPU training needs teacher= as a checkpoint path"):
         trainer.train()

@@ -6,8 +6,16 @@ from ultrald.demo import DemoConfig, run
 
 
 def test_demo_tiny(tmp_path, capsys):
-    cfg = DemoConfig(epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8,
-                     project=str(tmp_path / "demo"), data_dir=str(tmp_path / "data"))  # fmt: skip
+    cfg = DemoConfig(
+        epochs=1,
+        teacher_epochs=1,
+        n_train=16,
+        n_val=8,
+        imgsz=64,
+        batch=8,
+        project=str(tmp_path / "demo"),
+        data_dir=str(tmp_path / "data"),
+    )
     rows = run(cfg)
     assert [r["run"] for r in rows] == ["teacher", "student-plain", "student-ld"]
     assert rows[0]["params"] > rows[1]["params"] == rows[2]["params"] > 0

@@ -76,11 +76,39 @@ def pip_install_args(command: str) -> list[str]:
 
 
 PIP_VALUE_OPTIONS = {  # pip install options that take a value
-    "-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
-    "-t", "--target", "--prefix", "--root", "--upgrade-strategy", "--progress-bar", "-C", "--config-settings",
-    "--src", "--platform", "--python-version", "--implementation", "--abi", "--only-binary", "--no-binary",
-    "--trusted-host", "--cache-dir", "--log", "--timeout", "--retries", "--proxy", "--cert", "--client-cert",
-}  # fmt: skip
+    "-c",
+    "--constraint",
+    "-r",
+    "--requirement",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--upgrade-strategy",
+    "--progress-bar",
+    "-C",
+    "--config-settings",
+    "--src",
+    "--platform",
+    "--python-version",
+    "--implementation",
+    "--abi",
+    "--only-binary",
+    "--no-binary",
+    "--trusted-host",
+    "--cache-dir",
+    "--log",
+    "--timeout",
+    "--retries",
+    "--proxy",
+    "--cert",
+    "--client-cert",
+}
 
 
 def pip_targets(args: list[str]) -> tuple[list[str], list[str]]:
@@ -197,8 +225,12 @@ def test_hadolint_clean():
     env = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}  # no rule changes from outside
     out = subprocess.run(
         [exe, "--no-color", "--format", "json", "--failure-threshold", "style", str(DOCKERFILE)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and json.loads(out.stdout or "[]") == [], out.stdout + out.stderr
 
 
@@ -310,12 +342,32 @@ def test_dockerignore_matcher(patterns, path, expected):
 def test_dockerignore_context():
     """.dockerignore leaves out VCS, venv, runs, weights, caches and converted data, and keeps the package."""
     rules = dockerignore_rules(DOCKERIGNORE.read_text(encoding="utf-8"))
-    out = [".git/HEAD", ".venv/bin/python", "runs/detect/train/weights/best.pt", "yolov8x-best.pt",
-           "teacher/weights/last.pt", "ultrald/__pycache__/cli.cpython-311.pyc", ".pytest_cache/v/cache/lastfailed",
-           "ultrald.egg-info/PKG-INFO", "bench/out/results.md", "bench/runs/x/results.csv",
-           "datasets/coco/images/train/000000000009.jpg", "datasets/coco/labels/train.cache"]  # fmt: skip
-    keep = ["pyproject.toml", "README.md", "ultrald/__init__.py", "ultrald/cli.py", "ultrald/cfg/default.yaml",
-            "datasets/coco.yaml", "datasets/VOC.yaml", "datasets/coco-voc.md", "bench/bench.py", "LICENSE"]  # fmt: skip
+    out = [
+        ".git/HEAD",
+        ".venv/bin/python",
+        "runs/detect/train/weights/best.pt",
+        "yolov8x-best.pt",
+        "teacher/weights/last.pt",
+        "ultrald/__pycache__/cli.cpython-311.pyc",
+        ".pytest_cache/v/cache/lastfailed",
+        "ultrald.egg-info/PKG-INFO",
+        "bench/out/results.md",
+        "bench/runs/x/results.csv",
+        "datasets/coco/images/train/000000000009.jpg",
+        "datasets/coco/labels/train.cache",
+    ]
+    keep = [
+        "pyproject.toml",
+        "README.md",
+        "ultrald/__init__.py",
+        "ultrald/cli.py",
+        "ultrald/cfg/default.yaml",
+        "datasets/coco.yaml",
+        "datasets/VOC.yaml",
+        "datasets/coco-voc.md",
+        "bench/bench.py",
+        "LICENSE",
+    ]
     assert [p for p in out if not excluded(p, rules)] == [], "left in the build context"
     assert [p for p in keep if excluded(p, rules)] == [], "excluded from the build context"
     package = [p.relative_to(ROOT).as_posix() for p in (ROOT / "ultrald").rglob("*") if p.is_file()]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAST, IMGSZ
 from ultralytics.nn.tasks import load_checkpoint
 
-from conftest import FAST, IMGSZ
 from ultrald import LDTrainer
 
 DISTILL_COLUMNS = ("train/ld_loss", "train/vlr_loss", "train/kd_loss")
@@ -30,8 +30,20 @@ def sha256(path: Path) -> str:
 
 
 def train_args(tmp_root, name, student_yaml, shapes_yaml, **kw):
-    args = dict(model=str(student_yaml), data=str(shapes_yaml), epochs=6, imgsz=IMGSZ, batch=8, workers=0,
-                plots=False, project=str(tmp_root / "runs"), name=name, exist_ok=True, seed=0, **FAST)  # fmt: skip
+    args = dict(
+        model=str(student_yaml),
+        data=str(shapes_yaml),
+        epochs=6,
+        imgsz=IMGSZ,
+        batch=8,
+        workers=0,
+        plots=False,
+        project=str(tmp_root / "runs"),
+        name=name,
+        exist_ok=True,
+        seed=0,
+        **FAST,
+    )
     return {**args, **kw}
 
 
@@ -115,9 +127,23 @@ print("OK")
 
 def test_cli_train(tmp_root, teacher_pt, student_yaml, shapes_yaml):
     save_dir = tmp_root / "runs" / "cli"
-    cmd = ["yolo-ld", "train", f"model={student_yaml}", f"teacher={teacher_pt}", f"data={shapes_yaml}", "epochs=2",
-           f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", f"project={save_dir.parent}", "name=cli",
-           "exist_ok=True", "kd_type=softmax", "vlr_kd=0.5"]  # fmt: skip
+    cmd = [
+        "yolo-ld",
+        "train",
+        f"model={student_yaml}",
+        f"teacher={teacher_pt}",
+        f"data={shapes_yaml}",
+        "epochs=2",
+        f"imgsz={IMGSZ}",
+        "batch=8",
+        "workers=0",
+        "plots=False",
+        f"project={save_dir.parent}",
+        "name=cli",
+        "exist_ok=True",
+        "kd_type=softmax",
+        "vlr_kd=0.5",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = read_results(save_dir)
@@ -166,15 +192,21 @@ def test_ld_with_ultralytics_feature_imitation_and_teacher_object(tmp_root, teac
     assert type(load_checkpoint(combined.best)[0]).__name__ == "DetectionModel"
 
     model = YOLO(str(student_yaml))
-    model.train(trainer=LDTrainer, teacher=YOLO(str(teacher_pt)), **train_args(tmp_root, "obj", student_yaml,
-                                                                                 shapes_yaml, epochs=1))  # fmt: skip
+    model.train(
+        trainer=LDTrainer,
+        teacher=YOLO(str(teacher_pt)),
+        **train_args(tmp_root, "obj", student_yaml, shapes_yaml, epochs=1),
+    )
     assert read_results(tmp_root / "runs" / "obj")[0]["train/ld_loss"] > 0
 
 
 def test_metric_coco_is_the_fitness(tmp_root, teacher_pt, student_yaml, shapes_yaml):
     """metric=coco: the trainer validates with pycocotools each epoch and keeps best.pt by COCO AP."""
-    trainer = LDTrainer(overrides=train_args(tmp_root, "coco-fitness", student_yaml, shapes_yaml, teacher=str(teacher_pt),
-                                             epochs=2, metric="coco"))  # fmt: skip
+    trainer = LDTrainer(
+        overrides=train_args(
+            tmp_root, "coco-fitness", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=2, metric="coco"
+        )
+    )
     trainer.train()
     rows = read_results(trainer.save_dir)
     assert "metrics/AP(coco)" in rows[0] and type(trainer.validator).__module__ == "ultrald.eval.coco"
@@ -183,5 +215,8 @@ def test_metric_coco_is_the_fitness(tmp_root, teacher_pt, student_yaml, shapes_y
 
 def test_metric_of_another_task_refused(tmp_root, teacher_pt, student_yaml, shapes_yaml):
     with pytest.raises(ValueError, match="metric=dota evaluates obb models, this is a detect run"):
-        LDTrainer(overrides=train_args(tmp_root, "bad-metric", student_yaml, shapes_yaml, teacher=str(teacher_pt),
-                                       metric="dota"))  # fmt: skip
+        LDTrainer(
+            overrides=train_args(
+                tmp_root, "bad-metric", student_yaml, shapes_yaml, teacher=str(teacher_pt), metric="dota"
+            )
+        )

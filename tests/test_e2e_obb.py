@@ -1,4 +1,4 @@
-"""Rotated boxes end to end: a plain-Ultralytics OBB teacher, a student distilled through `yolo-ld` (task from model)."""
+"""Rotated boxes end to end: a plain-Ultralytics OBB teacher, a student distilled through `yolo-ld`."""
 
 import math
 import os
@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FAST, IMGSZ, tiny_yaml
 from test_e2e import read_results
 
@@ -18,20 +17,47 @@ def obb_setup(tmp_root):
 
     from ultrald.data.shapes import ShapesConfig, generate
 
-    data = generate(tmp_root / "shapes-obb", ShapesConfig(task="obb", n_train=32, n_val=16, imgsz=IMGSZ,
-                                                          size=(0.2, 0.5), seed=2))  # fmt: skip
-    teacher = OBBTrainer(overrides=dict(model=str(tiny_yaml(tmp_root / "t-obb.yaml", 0.125, "v8/yolov8-obb.yaml")),
-                                        data=str(data), epochs=4, imgsz=IMGSZ, batch=8, workers=0, plots=False,
-                                        project=str(tmp_root / "runs"), name="teacher-obb", exist_ok=True, **FAST))  # fmt: skip
+    data = generate(
+        tmp_root / "shapes-obb", ShapesConfig(task="obb", n_train=32, n_val=16, imgsz=IMGSZ, size=(0.2, 0.5), seed=2)
+    )
+    teacher = OBBTrainer(
+        overrides=dict(
+            model=str(tiny_yaml(tmp_root / "t-obb.yaml", 0.125, "v8/yolov8-obb.yaml")),
+            data=str(data),
+            epochs=4,
+            imgsz=IMGSZ,
+            batch=8,
+            workers=0,
+            plots=False,
+            project=str(tmp_root / "runs"),
+            name="teacher-obb",
+            exist_ok=True,
+            **FAST,
+        )
+    )
     teacher.train()
     return data, teacher.best, tiny_yaml(tmp_root / "s-obb.yaml", 0.0625, "v8/yolov8-obb.yaml")
 
 
 def test_obb_distillation_via_cli(tmp_root, obb_setup):
     data, teacher, student = obb_setup
-    cmd = ["yolo-ld", "train", f"model={student}", f"teacher={teacher}", f"data={data}", "epochs=2", f"imgsz={IMGSZ}",
-           "batch=8", "workers=0", "plots=False", f"project={tmp_root / 'runs'}", "name=student-obb", "exist_ok=True",
-           "warmup_epochs=0", "ald_type=l1"]  # fmt: skip
+    cmd = [
+        "yolo-ld",
+        "train",
+        f"model={student}",
+        f"teacher={teacher}",
+        f"data={data}",
+        "epochs=2",
+        f"imgsz={IMGSZ}",
+        "batch=8",
+        "workers=0",
+        "plots=False",
+        f"project={tmp_root / 'runs'}",
+        "name=student-obb",
+        "exist_ok=True",
+        "warmup_epochs=0",
+        "ald_type=l1",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ald=1.0 (l1)" in out.stdout + out.stderr  # the OBB trainer was chosen from the model's task
@@ -43,7 +69,7 @@ def test_obb_distillation_via_cli(tmp_root, obb_setup):
 import sys
 from ultralytics import YOLO
 m = YOLO(r"{best}")
-r = m.predict(r"{next((data.parent / 'images/val').glob('*.png'))}", imgsz={IMGSZ}, verbose=False)
+r = m.predict(r"{next((data.parent / "images/val").glob("*.png"))}", imgsz={IMGSZ}, verbose=False)
 assert m.task == "obb" and type(m.model).__name__ == "OBBModel" and r[0].obb is not None
 assert not any(k.startswith("ultrald") for k in sys.modules)
 print("OK")
@@ -57,8 +83,19 @@ def test_detect_teacher_refused_for_obb_student(tmp_root, obb_setup, teacher_pt)
     from ultrald.distill.teacher import TeacherError
 
     data, _, student = obb_setup
-    trainer = LDOBBTrainer(overrides=dict(model=str(student), teacher=str(teacher_pt), data=str(data), epochs=1,
-                                          imgsz=IMGSZ, workers=0, plots=False, project=str(tmp_root / "runs"),
-                                          name="mismatch", exist_ok=True))  # fmt: skip
+    trainer = LDOBBTrainer(
+        overrides=dict(
+            model=str(student),
+            teacher=str(teacher_pt),
+            data=str(data),
+            epochs=1,
+            imgsz=IMGSZ,
+            workers=0,
+            plots=False,
+            project=str(tmp_root / "runs"),
+            name="mismatch",
+            exist_ok=True,
+        )
+    )
     with pytest.raises(TeacherError, match="teacher task 'detect' does not match student task 'obb'"):
         trainer.train()

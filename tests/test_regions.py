@@ -44,8 +44,10 @@ def reference_vlr(points, strides, sizes, gt, mask, fg, alpha, scale):
             if not mask[i, j, 0]:
                 continue
             g = gt[i, j].tolist()
-            anchors = [(x - s * scale / 2, y - s * scale / 2, x + s * scale / 2, y + s * scale / 2)
-                       for (x, y), s in zip(points.tolist(), strides.view(-1).tolist())]  # fmt: skip
+            anchors = [
+                (x - s * scale / 2, y - s * scale / 2, x + s * scale / 2, y + s * scale / 2)
+                for (x, y), s in zip(points.tolist(), strides.view(-1).tolist())
+            ]
             ious = [iou_diou(a, g) for a in anchors]
             cx, cy = (g[0] + g[2]) / 2, (g[1] + g[3]) / 2
             cand, start = [], 0
@@ -127,8 +129,14 @@ def test_obb_overlaps_match_exact_polygon_iou():
 
     g = torch.Generator().manual_seed(0)
     points, strides, _ = grid([8, 4], [8, 16])
-    gt = torch.cat((torch.rand(2, 3, 2, generator=g) * 64, torch.rand(2, 3, 2, generator=g) * 30 + 5,
-                    torch.rand(2, 3, 1, generator=g) * 3.1 - 0.7), -1)  # fmt: skip
+    gt = torch.cat(
+        (
+            torch.rand(2, 3, 2, generator=g) * 64,
+            torch.rand(2, 3, 2, generator=g) * 30 + 5,
+            torch.rand(2, 3, 1, generator=g) * 3.1 - 0.7,
+        ),
+        -1,
+    )
     iou, diou = obb_overlaps(points, strides, gt, scale=2.0)
     assert iou.shape == diou.shape == (2, 3, len(points)) and (diou <= iou + 1e-6).all()
     for i, j in [(0, 0), (0, 2), (1, 1)]:

@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_yaml
 from ultralytics.nn.tasks import DetectionModel, OBBModel
 
-from conftest import tiny_yaml
 from ultrald.cfg import LD_DEFAULTS, check_ld_args
 from ultrald.distill.teacher import TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
 
@@ -112,7 +112,9 @@ def test_trainer_refuses_missing_teacher_before_creating_a_run(tmp_path, shapes_
 
     project = tmp_path / "runs"
     with pytest.raises(TeacherError, match="missing.pt' does not exist"):
-        LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), teacher="missing.pt", project=str(project)))
+        LDTrainer(
+            overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), teacher="missing.pt", project=str(project))
+        )
     with pytest.raises(TeacherError, match="teacher= is required"):
         LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), project=str(project)))
     assert not project.exists()  # nothing written

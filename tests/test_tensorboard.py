@@ -11,8 +11,19 @@ def test_distillation_scalars_in_tensorboard(tmp_path, teacher_pt, student_yaml,
     # Ultralytics switches its integrations off under pytest; this run is a plain process with its own settings
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     env["YOLO_CONFIG_DIR"] = str(tmp_path / "config")
-    args = dict(model=str(student_yaml), teacher=str(teacher_pt), data=str(shapes_yaml), epochs=1, imgsz=IMGSZ,
-                batch=8, workers=0, plots=False, project=str(tmp_path / "runs"), name="tb", **FAST)  # fmt: skip
+    args = dict(
+        model=str(student_yaml),
+        teacher=str(teacher_pt),
+        data=str(shapes_yaml),
+        epochs=1,
+        imgsz=IMGSZ,
+        batch=8,
+        workers=0,
+        plots=False,
+        project=str(tmp_path / "runs"),
+        name="tb",
+        **FAST,
+    )
     code = f"""
 from ultralytics.utils import SETTINGS
 SETTINGS.update(tensorboard=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import IMGSZ, tiny_yaml
+
 from ultrald.data.voc import VOC_CLASSES, convert_voc, parse_voc_xml
 from ultrald.eval.coco import coco_evaluate, load_ground_truth
 from ultrald.eval.voc import class_ap, match_detections, precision_recall, voc_ap, voc_evaluate, voc_ground_truth
@@ -36,8 +36,10 @@ def xml(w, h, *objects):
         f"<xmax>{o[3]}</xmax><ymax>{o[4]}</ymax></bndbox></object>"
         for o in objects
     )
-    return f"<annotation><filename>x.jpg</filename><size><width>{w}</width><height>{h}</height><depth>3</depth>" \
-           f"</size>{objs}</annotation>"  # fmt: skip
+    return (
+        f"<annotation><filename>x.jpg</filename><size><width>{w}</width><height>{h}</height><depth>3</depth>"
+        f"</size>{objs}</annotation>"
+    )
 
 
 # image id: (xml text or None, has image)
@@ -150,8 +152,14 @@ def test_matching_by_hand():
     """
     box = np.array([0.0, 0, 10, 10])
     gts = {"A": (np.array([box, [20, 20, 30, 30]]), np.array([False, True])), "B": (box[None], np.array([False]))}
-    dets = [("A", 0.8, [0, 0, 10, 9]), ("A", 0.9, box), ("A", 0.7, [20, 20, 30, 30]), ("B", 0.6, [0, 0, 10, 4]),
-            ("B", 0.5, [0, 0, 10, 6]), ("C", 0.4, box)]  # fmt: skip
+    dets = [
+        ("A", 0.8, [0, 0, 10, 9]),
+        ("A", 0.9, box),
+        ("A", 0.7, [20, 20, 30, 30]),
+        ("B", 0.6, [0, 0, 10, 4]),
+        ("B", 0.5, [0, 0, 10, 6]),
+        ("C", 0.4, box),
+    ]
     tp, fp = match_detections(dets, gts)
     assert tp.tolist() == [1, 0, 0, 0, 1, 0] and fp.tolist() == [0, 1, 0, 1, 0, 1]
     recall, precision = precision_recall(tp, fp, npos=2)
@@ -169,8 +177,10 @@ def test_difficult_is_ignored_by_voc_and_coco_style(devkit):
     cat = VOC_CLASSES.index("cat") + 1
     difficult = [a for a in gt["annotations"] if a["iscrowd"]]
     assert [(a["category_id"], a["bbox"]) for a in difficult] == [(cat, [60, 40, 30, 30])]  # 61,41,90,70
-    detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0 - i / 10}
-                  for i, a in enumerate(gt["annotations"])]  # fmt: skip
+    detections = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0 - i / 10}
+        for i, a in enumerate(gt["annotations"])
+    ]
     per_class = voc_evaluate(gt, detections)
     scored = {c: r for c, r in per_class.items() if r["gt"]}
     assert len(scored) == 2 and all(r["AP07"] == r["AP"] == 1.0 for r in scored.values())
@@ -193,8 +203,12 @@ def test_validator_on_converted_voc(devkit, tmp_path):
             for si in range(len(preds)):
                 pb = self._prepare_batch(si, batch)
                 n = len(pb["cls"])
-                preds[si] = {"bboxes": pb["bboxes"].clone(), "conf": torch.ones(n), "cls": pb["cls"].clone(),
-                             "extra": torch.zeros(n, 0)}  # fmt: skip
+                preds[si] = {
+                    "bboxes": pb["bboxes"].clone(),
+                    "conf": torch.ones(n),
+                    "cls": pb["cls"].clone(),
+                    "extra": torch.zeros(n, 0),
+                }
             super().update_metrics(preds, batch)
 
     data_yaml = convert_voc(devkit, tmp_path / "voc", sets=("2007:trainval",), test=("2007:test",))

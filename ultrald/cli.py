@@ -1,8 +1,8 @@
 """`yolo-ld`: Ultralytics' `yolo` command with a teacher.
 
-    yolo-ld train model=yolov8s.yaml teacher=yolov8x.pt data=coco.yaml epochs=100
-    yolo-ld val|predict|export model=best.pt ...     (as `yolo` does)
-    yolo-ld help | cfg | version | data shapes
+yolo-ld train model=yolov8s.yaml teacher=yolov8x.pt data=coco.yaml epochs=100
+yolo-ld val|predict|export model=best.pt ...     (as `yolo` does)
+yolo-ld help | cfg | version | data shapes
 """
 
 from __future__ import annotations

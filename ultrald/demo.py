@@ -1,4 +1,4 @@
-"""`yolo-ld demo`: distil a student on the embedded synthetic shapes and compare it with the same student trained plainly.
+"""`yolo-ld demo`: distil a student on the embedded synthetic shapes and compare it with plain training.
 
     yolo-ld demo                      # ~10 minutes on a 2-core CPU
     yolo-ld demo epochs=5 teacher_epochs=10 n_train=300   # shorter
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ultralytics.utils import LOGGER, colorstr
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -53,9 +54,22 @@ def train_run(kind: str, model: str, data: Path, name: str, epochs: int, cfg: De
     from .engine.trainer import LDTrainer
     from .models import resolve_model
 
-    args = dict(model=resolve_model(model), data=str(data), epochs=epochs, imgsz=cfg.imgsz, batch=cfg.batch, device=cfg.device,
-                seed=cfg.seed, project=str(Path(cfg.project).resolve()), name=name, exist_ok=True, plots=False,
-                optimizer="SGD", lr0=0.02, **extra)  # fmt: skip
+    args = dict(
+        model=resolve_model(model),
+        data=str(data),
+        epochs=epochs,
+        imgsz=cfg.imgsz,
+        batch=cfg.batch,
+        device=cfg.device,
+        seed=cfg.seed,
+        project=str(Path(cfg.project).resolve()),
+        name=name,
+        exist_ok=True,
+        plots=False,
+        optimizer="SGD",
+        lr0=0.02,
+        **extra,
+    )
     trainer = (LDTrainer if kind == "ld" else DetectionTrainer)(overrides=args)
     start = time.time()
     trainer.train()
@@ -135,8 +149,10 @@ def run(cfg: DemoConfig = DemoConfig()) -> list[dict[str, Any]]:
     plot([r for r in rows if r.get("curve")], project / "map.png")
     (project / "results.json").write_text(json.dumps(rows, indent=2))
     (project / "results.md").write_text(table(rows) + "\n")
-    LOGGER.info(f"\n{colorstr('ultrald demo:')} synthetic shapes, {cfg.epochs} student epochs\n{table(rows)}\n"
-                f"Plot: {project / 'map.png'}; runs: {project}")  # fmt: skip
+    LOGGER.info(
+        f"\n{colorstr('ultrald demo:')} synthetic shapes, {cfg.epochs} student epochs\n{table(rows)}\n"
+        f"Plot: {project / 'map.png'}; runs: {project}"
+    )
     return rows
 
 
@@ -146,9 +162,15 @@ def reused_teacher_summary(best: Path, data: Path, cfg: DemoConfig) -> dict[str,
     from ultralytics.nn.tasks import load_checkpoint
 
     model = load_checkpoint(best)[0]
-    return {"run": "teacher (reused)", "mAP50-95": rows[-1]["metrics/mAP50-95(B)"],
-            "mAP50": rows[-1]["metrics/mAP50(B)"], "params": sum(p.numel() for p in model.parameters()),
-            "seconds": 0.0, "save_dir": str(best.parent.parent), "curve": [r["metrics/mAP50-95(B)"] for r in rows]}  # fmt: skip
+    return {
+        "run": "teacher (reused)",
+        "mAP50-95": rows[-1]["metrics/mAP50-95(B)"],
+        "mAP50": rows[-1]["metrics/mAP50(B)"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": 0.0,
+        "save_dir": str(best.parent.parent),
+        "curve": [r["metrics/mAP50-95(B)"] for r in rows],
+    }
 
 
 def cli(args: list[str]) -> int:

@@ -135,8 +135,15 @@ def categories(data: dict, file: Path) -> tuple[dict[int, str], dict[int, int]]:
     return {i: cats[k] for i, k in enumerate(ids)}, dict(enumerate(ids))
 
 
-def convert_split(data: dict, file: Path, images_dir: Path, out_dir: Path, split: str, category_ids: dict[int, int],
-                  copy: bool = False) -> tuple[dict[str, int], dict[str, int]]:  # fmt: skip
+def convert_split(
+    data: dict,
+    file: Path,
+    images_dir: Path,
+    out_dir: Path,
+    split: str,
+    category_ids: dict[int, int],
+    copy: bool = False,
+) -> tuple[dict[str, int], dict[str, int]]:
     """Write one split's images and labels; return (image path relative to images/<split> -> image id, counts)."""
     problems, n = Problems(), Counter()
     cls_of = {cid: i for i, cid in enumerate(category_ids.values())}
@@ -232,8 +239,14 @@ def summary_line(counts: dict[str, int], excluded: str = "crowd") -> str:
     return line
 
 
-def convert_coco(instances_json: str | Path, images_dir: str | Path, out_dir: str | Path, copy: bool = False,
-                 val_json: str | Path | None = None, val_images: str | Path | None = None) -> Path:  # fmt: skip
+def convert_coco(
+    instances_json: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    copy: bool = False,
+    val_json: str | Path | None = None,
+    val_images: str | Path | None = None,
+) -> Path:
     """Convert COCO instances json(s) and their images into an Ultralytics dataset; return its data yaml.
 
     With `val_json` (and `val_images`), `instances_json` is the train split and `val_json` the val split, e.g. COCO
@@ -258,8 +271,11 @@ def convert_coco(instances_json: str | Path, images_dir: str | Path, out_dir: st
     if (val_json is None) != (val_images is None):
         raise ValueError("val_json and val_images go together: give both or neither.")
     out_dir = Path(out_dir).resolve()
-    sources = {"train": (instances_json, images_dir), "val": (val_json, val_images)} if val_json else {
-        "val": (instances_json, images_dir)}  # fmt: skip
+    sources = (
+        {"train": (instances_json, images_dir), "val": (val_json, val_images)}
+        if val_json
+        else {"val": (instances_json, images_dir)}
+    )
     names = category_ids = None
     image_ids, annotations, summary = {}, {}, {}
     for split, (file, images) in sources.items():
@@ -281,9 +297,20 @@ def convert_coco(instances_json: str | Path, images_dir: str | Path, out_dir: st
     (out_dir / IMAGE_IDS).write_text(json.dumps(image_ids))
     yaml_file = out_dir / "data.yaml"
     train = "images/train" if "train" in sources else "images/val"
-    YAML.save(yaml_file, {"path": str(out_dir), "train": train, "val": "images/val", "names": names,
-                          "category_ids": category_ids, "annotations": annotations, "image_ids": IMAGE_IDS,
-                          "summary": summary}, header=YAML_HEADER)  # fmt: skip
+    YAML.save(
+        yaml_file,
+        {
+            "path": str(out_dir),
+            "train": train,
+            "val": "images/val",
+            "names": names,
+            "category_ids": category_ids,
+            "annotations": annotations,
+            "image_ids": IMAGE_IDS,
+            "summary": summary,
+        },
+        header=YAML_HEADER,
+    )
     LOGGER.info(f"ultrald: COCO dataset ({len(names)} classes) written to {yaml_file}")
     return yaml_file
 

@@ -29,8 +29,23 @@ def _regular(n: int, phase: float = 0.0) -> np.ndarray:
 def _templates() -> dict[str, np.ndarray]:
     """Return each class as a polygon (K, 2) around the origin, inside the unit square [-1, 1]^2."""
     star = _regular(10, -np.pi / 2) * np.where(np.arange(10) % 2, 0.45, 1.0)[:, None]
-    cross = np.array([(-1, -0.33), (-0.33, -0.33), (-0.33, -1), (0.33, -1), (0.33, -0.33), (1, -0.33), (1, 0.33),
-                      (0.33, 0.33), (0.33, 1), (-0.33, 1), (-0.33, 0.33), (-1, 0.33)], dtype=float)  # fmt: skip
+    cross = np.array(
+        [
+            (-1, -0.33),
+            (-0.33, -0.33),
+            (-0.33, -1),
+            (0.33, -1),
+            (0.33, -0.33),
+            (1, -0.33),
+            (1, 0.33),
+            (0.33, 0.33),
+            (0.33, 1),
+            (-0.33, 1),
+            (-0.33, 0.33),
+            (-1, 0.33),
+        ],
+        dtype=float,
+    )
     arrow = np.array([(-1, -0.3), (0.2, -0.3), (0.2, -0.8), (1, 0), (0.2, 0.8), (0.2, 0.3), (-1, 0.3)], dtype=float)
     polys = {
         "circle": _regular(48),
@@ -160,8 +175,15 @@ def generate(root: str | Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
             img, objects = draw_image(cfg, rng)
             cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), img)
             (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(label_lines(objects, cfg.task, cfg.imgsz)))
-    YAML.save(yaml_file, {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
-                          "names": dict(enumerate(CLASSES[: cfg.classes]))})  # fmt: skip
+    YAML.save(
+        yaml_file,
+        {
+            "path": str(root.resolve()),
+            "train": "images/train",
+            "val": "images/val",
+            "names": dict(enumerate(CLASSES[: cfg.classes])),
+        },
+    )
     stamp.write_text(json.dumps(meta))
     LOGGER.info(f"ultrald: synthetic {cfg.task} shapes ({cfg.n_train} train, {cfg.n_val} val) written to {root}")
     return yaml_file

@@ -25,8 +25,28 @@ from ultralytics.utils import LOGGER, YAML
 
 from .coco import Problems, clear_cache, clip_box, label_line, place_image, summary_line, write_label
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")  # fmt: skip
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 YAML_HEADER = """\
 # Written by 'yolo-ld convert voc'. Ultralytics reads path/train/val/test/names; ultrald's VOC evaluation also reads:
@@ -158,8 +178,13 @@ def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: s
     return counts
 
 
-def convert_voc(voc_root: str | Path, out_dir: str | Path, sets: tuple[str, ...] = ("2007:trainval", "2012:trainval"),
-                test: tuple[str, ...] = ("2007:test",), copy: bool = False) -> Path:  # fmt: skip
+def convert_voc(
+    voc_root: str | Path,
+    out_dir: str | Path,
+    sets: tuple[str, ...] = ("2007:trainval", "2012:trainval"),
+    test: tuple[str, ...] = ("2007:test",),
+    copy: bool = False,
+) -> Path:
     """Convert PASCAL VOC image sets into an Ultralytics dataset (train = `sets`, val = test = `test`); return its yaml.
 
     Args:
@@ -193,9 +218,16 @@ def convert_voc(voc_root: str | Path, out_dir: str | Path, sets: tuple[str, ...]
     if not test:
         LOGGER.warning("ultrald: no test sets given, so val is the train split.")
     yaml_file = out_dir / "data.yaml"
-    data = {"path": str(out_dir), "train": "images/train", "val": val, "test": val if test else None,
-            "names": dict(enumerate(VOC_CLASSES)), "voc_root": str(voc_root),
-            "sets": {k: list(v) for k, v in splits.items()}, "summary": summary}  # fmt: skip
+    data = {
+        "path": str(out_dir),
+        "train": "images/train",
+        "val": val,
+        "test": val if test else None,
+        "names": dict(enumerate(VOC_CLASSES)),
+        "voc_root": str(voc_root),
+        "sets": {k: list(v) for k, v in splits.items()},
+        "summary": summary,
+    }
     YAML.save(yaml_file, {k: v for k, v in data.items() if v is not None}, header=YAML_HEADER)
     LOGGER.info(f"ultrald: VOC dataset written to {yaml_file}")
     return yaml_file

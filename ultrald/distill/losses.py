@@ -36,7 +36,7 @@ def binary_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) 
         temperature (float): Softening temperature T.
 
     Returns:
-        (torch.Tensor): Loss per row (...,). Its gradient w.r.t. the student logits is T * (sigmoid(s/T) - sigmoid(t/T)).
+        (torch.Tensor): Loss per row (...,); gradient w.r.t. the student logits: T * (sigmoid(s/T) - sigmoid(t/T)).
     """
     s, t = student.float() / temperature, teacher.detach().float() / temperature
     pt = t.sigmoid()

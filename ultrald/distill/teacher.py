@@ -47,7 +47,9 @@ def check_teacher_file(teacher: str | Path) -> Path:
     """
     path = Path(teacher).expanduser()
     if path.suffix != ".pt":
-        raise TeacherError(f"teacher='{teacher}' is not a *.pt checkpoint. Pass the path of a trained Ultralytics model.")
+        raise TeacherError(
+            f"teacher='{teacher}' is not a *.pt checkpoint. Pass the path of a trained Ultralytics model."
+        )
     if not path.is_file():
         raise TeacherError(
             f"teacher='{teacher}' does not exist (resolved to '{path.resolve()}'). ultrald never downloads teachers: "
@@ -90,7 +92,9 @@ def check_teacher(teacher: nn.Module, student: nn.Module, args: SimpleNamespace)
         )
     t_names, s_names = dict(getattr(teacher, "names", {})), dict(student.names)
     if t_head.nc != s_head.nc:
-        raise TeacherError(f"teacher has {t_head.nc} classes, student has {s_head.nc}: they must predict the same classes.")
+        raise TeacherError(
+            f"teacher has {t_head.nc} classes, student has {s_head.nc}: they must predict the same classes."
+        )
     if [t_names.get(i) for i in range(t_head.nc)] != [s_names.get(i) for i in range(s_head.nc)]:
         raise TeacherError(
             f"teacher class names {list(t_names.values())} differ from the student's {list(s_names.values())} "

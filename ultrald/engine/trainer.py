@@ -20,9 +20,9 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import check_ld_args, ld_cfg
 from ..data.shapes import resolve_data
-from ..models import resolve_model
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss
 from ..distill.teacher import IN_MEMORY, TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
+from ..models import resolve_model
 from ..utils import ensure_offline_fonts
 
 
@@ -54,8 +54,10 @@ class DistillationTrainerMixin:
         check_ld_args(self.args)  # resume replaced the args with the checkpoint's
         metric_tasks = {"coco": "detect", "voc": "detect", "dota": "obb"}
         if self.args.metric and metric_tasks[self.args.metric] != self.args.task:
-            raise ValueError(f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
-                             f"this is a {self.args.task} run.")  # fmt: skip
+            raise ValueError(
+                f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
+                f"this is a {self.args.task} run."
+            )
         self._check_teacher_arg(vars(self.args))
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
@@ -169,4 +171,3 @@ def trainer_for(task: str) -> type:
     if task not in trainers:
         raise TeacherError(f"ultrald distils tasks {list(trainers)}, not task='{task}'.")
     return trainers[task]
-

@@ -92,8 +92,14 @@ def coco_detections(records: list[dict], image_ids: dict[str, int], category_ids
         for (x0, y0, x1, y1), s, c in zip(np.asarray(r["boxes"], float).tolist(), r["scores"], r["classes"]):
             if int(c) in category_ids:
                 box = [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)]
-                out.append({"image_id": image_id, "category_id": category_ids[int(c)], "bbox": box,
-                            "score": round(float(s), 5)})  # fmt: skip
+                out.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": category_ids[int(c)],
+                        "bbox": box,
+                        "score": round(float(s), 5),
+                    }
+                )
     return out
 
 
@@ -106,8 +112,16 @@ def yolo_ground_truth(records: list[dict], names: dict[int, str]) -> dict:
     for i, r in enumerate(records):
         images.append({"id": i, "file_name": r["im_file"], "width": r["shape"][1], "height": r["shape"][0]})
         for (x0, y0, x1, y1), c in zip(np.asarray(r["gt_boxes"], float).reshape(-1, 4).tolist(), r["gt_classes"]):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c) + 1,
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(c) + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": k + 1, "name": v} for k, v in names.items()]
     return {"images": images, "annotations": anns, "categories": categories}
 
@@ -173,12 +187,17 @@ class Validator(DetectionValidator):
             def scale(b, pb=pb):
                 return ops.scale_boxes(pb["imgsz"], b.clone(), pb["ori_shape"], ratio_pad=pb["ratio_pad"])
 
-            self.records.append({
-                "im_file": pb["im_file"], "shape": tuple(int(x) for x in pb["ori_shape"]),
-                "boxes": scale(pred["bboxes"]).float().cpu().numpy(), "scores": pred["conf"].float().cpu().numpy(),
-                "classes": pred["cls"].cpu().numpy(), "gt_classes": pb["cls"].cpu().numpy(),
-                "gt_boxes": scale(pb["bboxes"]).float().cpu().numpy() if len(pb["cls"]) else np.zeros((0, 4)),
-            })  # fmt: skip
+            self.records.append(
+                {
+                    "im_file": pb["im_file"],
+                    "shape": tuple(int(x) for x in pb["ori_shape"]),
+                    "boxes": scale(pred["bboxes"]).float().cpu().numpy(),
+                    "scores": pred["conf"].float().cpu().numpy(),
+                    "classes": pred["cls"].cpu().numpy(),
+                    "gt_classes": pb["cls"].cpu().numpy(),
+                    "gt_boxes": scale(pb["bboxes"]).float().cpu().numpy() if len(pb["cls"]) else np.zeros((0, 4)),
+                }
+            )
 
     def gather_stats(self) -> None:
         """Gather Ultralytics' stats, and under DDP the prediction records, on rank 0."""
@@ -223,8 +242,10 @@ class Validator(DetectionValidator):
         root = self.data[split]
         image_ids = {f: by_path[r] for f in dataset.im_files if (r := relative_path(f, root)) in by_path}
         if len(image_ids) < len(dataset.im_files):
-            LOGGER.warning(f"ultrald: {len(dataset.im_files) - len(image_ids)} {split} images are not in "
-                           f"'{ids_file}' and are left out of the COCO evaluation.")  # fmt: skip
+            LOGGER.warning(
+                f"ultrald: {len(dataset.im_files) - len(image_ids)} {split} images are not in "
+                f"'{ids_file}' and are left out of the COCO evaluation."
+            )
         category_ids = {int(k): int(v) for k, v in self.data["category_ids"].items()}
         self._gt_cache = key, (gt, image_ids, category_ids)
         return gt, image_ids, category_ids

@@ -56,8 +56,9 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
     return float(((r[steps + 1] - r[steps]) * p[steps + 1]).sum())
 
 
-def match_detections(detections: list[tuple[Any, float, np.ndarray]], gts: dict[Any, tuple[np.ndarray, np.ndarray]],
-                     iou_thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def match_detections(
+    detections: list[tuple[Any, float, np.ndarray]], gts: dict[Any, tuple[np.ndarray, np.ndarray]], iou_thr: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Match one class's detections to its ground truth by the VOC devkit's rules.
 
     Args:
@@ -140,9 +141,16 @@ def voc_ground_truth(im_files: list[str], root: str | list, voc_root: Path, name
             if o.name not in cat_of:
                 raise ValueError(f"'{xml}': class '{o.name}' is not in the dataset's names.")
             x0, y0, x1, y1 = o.box
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cat_of[o.name],
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                         "iscrowd": int(o.difficult)})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": cat_of[o.name],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": int(o.difficult),
+                }
+            )
     return {"images": images, "annotations": anns, "categories": [{"id": k + 1, "name": v} for k, v in names.items()]}
 
 
@@ -194,8 +202,10 @@ class Validator(COCOValidator):
         mean = lambda k: float(np.mean([r[k] for r in scored])) if scored else 0.0  # noqa: E731
         results = {"mAP50_07": mean("AP07"), "mAP50": mean("AP"), **coco, "classes": classes}
         if self.training:
-            LOGGER.info(f"VOC: mAP50 {results['mAP50_07']:.4f} (11-point), {results['mAP50']:.4f} (area); "
-                        f"COCO-style AP {coco['AP']:.4f}")  # fmt: skip
+            LOGGER.info(
+                f"VOC: mAP50 {results['mAP50_07']:.4f} (11-point), {results['mAP50']:.4f} (area); "
+                f"COCO-style AP {coco['AP']:.4f}"
+            )
         else:
             LOGGER.info(voc_table(results, len(image_ids)))
         return results
@@ -203,16 +213,22 @@ class Validator(COCOValidator):
 
 def voc_table(results: dict, n_images: int) -> str:
     """Return the per-class table of VOC results (and the COCO-style line) as text."""
-    rows = [f"\nVOC protocol ({n_images} images, IoU 0.5, difficult ignored):",
-            f"{'class':>16} {'gt':>7} {'difficult':>9} {'dets':>8} {'AP50(07)':>9} {'AP50':>9}"]  # fmt: skip
+    rows = [
+        f"\nVOC protocol ({n_images} images, IoU 0.5, difficult ignored):",
+        f"{'class':>16} {'gt':>7} {'difficult':>9} {'dets':>8} {'AP50(07)':>9} {'AP50':>9}",
+    ]
     fmt = lambda v: f"{v:9.4f}" if v == v else f"{'-':>9}"  # noqa: E731  (nan: no ground truth)
     for name, r in results["classes"].items():
         rows.append(f"{name:>16} {r['gt']:>7} {r['difficult']:>9} {r['dets']:>8} {fmt(r['AP07'])} {fmt(r['AP'])}")
     total = lambda k: sum(r[k] for r in results["classes"].values())  # noqa: E731
-    rows.append(f"{'mean':>16} {total('gt'):>7} {total('difficult'):>9} {total('dets'):>8} "
-                f"{fmt(results['mAP50_07'])} {fmt(results['mAP50'])}")  # fmt: skip
-    rows.append("COCO-style (pycocotools, difficult as ignore): " +
-                ", ".join(f"{k} {results[k]:.4f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")))  # fmt: skip
+    rows.append(
+        f"{'mean':>16} {total('gt'):>7} {total('difficult'):>9} {total('dets'):>8} "
+        f"{fmt(results['mAP50_07'])} {fmt(results['mAP50'])}"
+    )
+    rows.append(
+        "COCO-style (pycocotools, difficult as ignore): "
+        + ", ".join(f"{k} {results[k]:.4f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
+    )
     return "\n".join(rows)
 
 
