@@ -220,3 +220,21 @@ def test_metric_of_another_task_refused(tmp_root, teacher_pt, student_yaml, shap
                 tmp_root, "bad-metric", student_yaml, shapes_yaml, teacher=str(teacher_pt), metric="dota"
             )
         )
+
+
+def test_training_makes_no_network_lookups(tmp_path, teacher_pt, student_yaml, shapes_yaml):
+    """A distillation run (with YOLO_OFFLINE=1, as documented) resolves no host name: nothing is fetched."""
+    args = train_args(tmp_path, "offline", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=1, plots=True)
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "fresh-config")}  # no fonts there yet
+    code = f"""
+import socket
+lookups = []
+resolve = socket.getaddrinfo
+socket.getaddrinfo = lambda host, *a, **k: (lookups.append(host), resolve(host, *a, **k))[1]
+from ultrald import LDTrainer
+LDTrainer(overrides={args!r}).train()
+assert not lookups, lookups
+print("NO LOOKUPS")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and "NO LOOKUPS" in out.stdout, out.stderr[-3000:]
