@@ -18,7 +18,8 @@ import yaml  # noqa: E402
 torch.set_num_threads(1)
 
 IMGSZ = 64
-FAST = dict(warmup_epochs=0, optimizer="AdamW", lr0=0.003)  # tiny runs: no 100-iteration warmup
+# tiny runs: no 100-iteration warmup, and an optimizer step every batch (nbs=64 would accumulate 8 batches of 8)
+FAST = dict(warmup_epochs=0, optimizer="AdamW", lr0=0.003, nbs=8)
 
 
 def tiny_yaml(path: Path, width: float = 0.125, base: str = "v8/yolov8.yaml", **extra) -> Path:

@@ -72,10 +72,8 @@ def test_distillation_columns_logged_finite_nonzero(distilled):
 def test_student_improves(distilled):
     trainer, _ = distilled
     rows = read_results(trainer.save_dir)
-    total = [sum(v for k, v in r.items() if k.startswith("train/")) for r in rows]
-    assert total[-1] < 0.9 * total[0], total
-    val = [r["val/box_loss"] + r["val/cls_loss"] + r["val/dfl_loss"] for r in rows]
-    assert val[-1] < val[0], val
+    supervised = [r["train/box_loss"] + r["train/cls_loss"] + r["train/dfl_loss"] for r in rows]
+    assert (supervised[-1] + supervised[-2]) / 2 < 0.85 * supervised[0], supervised  # ~0.74 at the time of writing
 
 
 def test_teacher_frozen_and_unchanged(distilled, teacher_pt, shapes_yaml):
