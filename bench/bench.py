@@ -101,6 +101,19 @@ def run_one(spec: dict) -> dict:
     from ultrald import trainer_for
     from ultrald.demo import read_results
 
+    if spec["trainer"] == "val":  # a given teacher: evaluate it on the bench's val split
+        from ultralytics import YOLO
+
+        a = spec["args"]
+        model = YOLO(spec["teacher"])
+        m = model.val(data=a["data"], imgsz=a["imgsz"], batch=a["batch"], device=a["device"], plots=False)
+        keys = ("metrics/mAP50-95(B)", "metrics/mAP50(B)")
+        return {
+            "mAP50-95": m.results_dict[keys[0]],
+            "mAP50": m.results_dict[keys[1]],
+            "params": sum(p.numel() for p in model.model.parameters()),
+            "weights": str(Path(spec["teacher"]).resolve()),
+        }
     obb = spec["args"].get("task") == "obb"
     plain_cls = OBBTrainer if obb else DetectionTrainer
     trainer_cls = trainer_for("obb" if obb else "detect") if spec["trainer"] == "ld" else plain_cls
@@ -201,7 +214,7 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
     plain = statistics.mean(r["mAP50-95"] for r in results["plain"])
     gap = teacher["mAP50-95"] - plain
     lines = [
-        f"teacher `{setup.teacher_model}`: mAP50-95 {teacher['mAP50-95']:.3f}, mAP50 {teacher['mAP50']:.3f}, "
+        f"teacher `{teacher.get('weights') or setup.teacher_model}`: mAP50-95 {teacher['mAP50-95']:.3f}, mAP50 {teacher['mAP50']:.3f}, "
         f"{teacher['params']:,} params; student `{setup.student_model}`; seeds {seeds}; "
         f"best dis of the sweep: {best_dis}",
         "",
@@ -296,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dis-sweep", type=float, nargs="*", default=[0.25, 1.0, 3.0], help="dis values tried on seed 0")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each gets --threads torch threads)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument("--teacher", type=Path, help="a teacher checkpoint trained on the same data (skips training one)")
     p.add_argument("--tiny", action="store_true", help="a minute-long smoke run of the whole pipeline")
     for k, v in asdict(Setup()).items():
         p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
@@ -332,13 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     data = str(generate((a.data_dir or DATASETS_DIR) / folder, shapes))
 
     teacher_spec = {
-        "trainer": "plain",
-        "teacher": None,
+        "trainer": "val" if a.teacher else "plain",
+        "teacher": str(a.teacher.resolve()) if a.teacher else None,
         "threads": setup.threads,
         "args": train_args(setup, data, out, "teacher", teacher_yaml, setup.teacher_epochs, 0),
     }
+    if a.teacher and not a.teacher.is_file():
+        raise SystemExit(f"--teacher {a.teacher} does not exist")
     teacher = launch(teacher_spec, out)
-    teacher_pt = str(Path(teacher["save_dir"]) / "weights" / "best.pt")
+    teacher_pt = teacher.get("weights") or str(Path(teacher["save_dir"]) / "weights" / "best.pt")
 
     def run_all(specs: list[dict]) -> list[dict]:
         with ThreadPoolExecutor(a.jobs) as pool:

@@ -12,6 +12,7 @@ from ultralytics.nn.tasks import DetectionModel
 
 from ultrald.cfg import LD_DEFAULTS
 from ultrald.distill.criterion import LDDetectionLoss
+from ultrald.distill.losses import class_kd
 from ultrald.distill.teacher import TeacherHead, load_teacher
 
 NAMES = ("box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss")
@@ -115,6 +116,22 @@ def test_weights_scale_and_switch_terms(student):
     torch.testing.assert_close(off["ld_loss"], base["ld_loss"])
     _, vlr_kd = run(student, other, vlr_ld=0.0, vlr_kd=1.0)
     assert vlr_kd["vlr_loss"] > 0
+
+
+def test_dense_kd_is_the_class_kd_of_every_grid_point_over_the_target_score_sum(student):
+    other = perturbed(student)
+    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS, "kd_region": "all", "kd": 0.7})
+    student.eval()
+    crit, b = LDDetectionLoss(student, other), batch()
+    preds = student(b["img"])
+    _, items = crit(preds, b)
+    s, t = (x["scores"].transpose(1, 2).reshape(-1, 3) for x in (preds[1], other(b["img"])))  # eval: (y, raw)
+    expected = class_kd(s, t, 2.0).sum() * 0.7 / crit.assigner.last.target_scores.sum().clamp(min=1)
+    torch.testing.assert_close(items["kd_loss"], expected)
+    _, main = run(student, other, kd=0.7)  # the positives only, weighted by their target scores: far smaller
+    assert 0 < main["kd_loss"] < expected / 5
+    _, ld_main = run(student, other, kd_region="all")
+    torch.testing.assert_close(ld_main["ld_loss"], main["ld_loss"])  # LD stays on the main region
 
 
 def test_batch_without_boxes_gives_zero_not_nan(student):

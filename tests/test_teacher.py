@@ -99,6 +99,7 @@ def test_loaded_teacher_is_frozen_and_in_eval(tmp_path):
         ("vlr_alpha", 1.5, ValueError, "must lie in \\[0, 1\\)"),
         ("vlr", "yes", TypeError, "'vlr=yes' must be True or False"),
         ("kd_type", "l2", ValueError, "'kd_type=l2' is not one of"),
+        ("kd_region", "neg", ValueError, "'kd_region=neg' is not one of"),
         ("vlr_ld", True, TypeError, "expected a number"),
     ],
 )

@@ -17,6 +17,7 @@ LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
 _WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis")
 _TEMPERATURES = ("ld_temp", "kd_temp")
 KD_TYPES = ("binary", "softmax")
+KD_REGIONS = ("main", "all")
 METRICS = (None, "coco", "voc", "dota")
 
 
@@ -56,6 +57,8 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
     if a.get("kd_type", "binary") not in KD_TYPES:
         raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")
+    if a.get("kd_region", "main") not in KD_REGIONS:
+        raise ValueError(f"'kd_region={a['kd_region']}' is not one of {KD_REGIONS}.")
     if a.get("ald_type", "sin2") not in ALD_TYPES:
         raise ValueError(f"'ald_type={a['ald_type']}' is not one of {ALD_TYPES}.")
     if a.get("metric") not in METRICS:
