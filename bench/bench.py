@@ -214,7 +214,8 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
     plain = statistics.mean(r["mAP50-95"] for r in results["plain"])
     gap = teacher["mAP50-95"] - plain
     lines = [
-        f"teacher `{teacher.get('weights') or setup.teacher_model}`: mAP50-95 {teacher['mAP50-95']:.3f}, mAP50 {teacher['mAP50']:.3f}, "
+        f"teacher `{teacher.get('weights') or setup.teacher_model}`: "
+        f"mAP50-95 {teacher['mAP50-95']:.3f}, mAP50 {teacher['mAP50']:.3f}, "
         f"{teacher['params']:,} params; student `{setup.student_model}`; seeds {seeds}; "
         f"best dis of the sweep: {best_dis}",
         "",
