@@ -108,7 +108,7 @@ def test_constant_shift_of_one_edge_keeps_ld_zero(student):
 def test_weights_scale_and_switch_terms(student):
     other = perturbed(student)
     _, base = run(student, other)
-    _, double = run(student, other, ld=3.0, kd=2.0, vlr_ld=1.0)
+    _, double = run(student, other, **{k: 2 * LD_DEFAULTS[k] for k in ("ld", "kd", "vlr_ld")})
     for k in ("ld_loss", "kd_loss", "vlr_loss"):
         torch.testing.assert_close(double[k], 2 * base[k])
     _, off = run(student, other, vlr=False, kd=0.0)
@@ -128,17 +128,19 @@ def test_dense_kd_is_the_class_kd_of_every_grid_point_over_the_target_score_sum(
     s, t = (x["scores"].transpose(1, 2).reshape(-1, 3) for x in (preds[1], other(b["img"])))  # eval: (y, raw)
     expected = class_kd(s, t, 2.0).sum() * 0.7 / crit.assigner.last.target_scores.sum().clamp(min=1)
     torch.testing.assert_close(items["kd_loss"], expected)
-    _, main = run(student, other, kd=0.7)  # the positives only, weighted by their target scores: far smaller
+    _, main = run(student, other, kd=0.7, kd_region="main")  # the positives only, weighted by their target scores: far smaller
     assert 0 < main["kd_loss"] < expected / 5
-    _, ld_main = run(student, other, kd_region="all")
+    _, ld_main = run(student, other, kd=0.7, kd_region="all")
     torch.testing.assert_close(ld_main["ld_loss"], main["ld_loss"])  # LD stays on the main region
 
 
 def test_batch_without_boxes_gives_zero_not_nan(student):
     other = perturbed(student)
-    loss, items = run(student, other, b=batch(boxes=False))
+    loss, items = run(student, other, b=batch(boxes=False), kd_region="main")
     assert torch.isfinite(loss).all()
     assert all(items[k] == 0 for k in NAMES[3:])
+    loss, items = run(student, other, b=batch(boxes=False), kd_region="all")  # the background is still distilled
+    assert torch.isfinite(loss).all() and items["ld_loss"] == items["vlr_loss"] == 0 and items["kd_loss"] > 0
 
 
 def test_low_precision_autocast_gives_finite_float32_terms(student):
