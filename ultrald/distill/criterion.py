@@ -89,30 +89,31 @@ class DistillationLoss:
         w_main = assigned.target_scores.sum(-1)  # (B, A), the DFL loss weight
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
         w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
-        region = assigned.fg_mask | (w_vlr > 0)
-        w_kd = w_main
-        if h.kd > 0 and h.kd_region == "all":  # every grid point, weight 1, like Ultralytics' cls loss
-            region, w_kd = torch.ones_like(region), torch.ones_like(w_main)
-        rows = region.nonzero(as_tuple=True)  # (image, grid point) of every region
-        terms = self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows], w_kd[rows])
+        rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of main region + VLR
+        terms = self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows])
         return torch.stack(terms) / normalizer(assigned.target_scores.sum())
 
-    def terms(
-        self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor, w_kd: torch.Tensor
-    ) -> list:
-        """Return (ld, vlr, kd), unnormalised sums over the region `rows` with main/VLR/KD weights (N,) per row."""
+    def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
+        """Return (ld, vlr, kd), unnormalised sums over the region `rows` with main/VLR weights (N,) per row.
+
+        With `kd_region=all` the KD term instead sums over every grid point, each weighted 1 like Ultralytics' cls loss.
+        """
         h = self.hyp
         zero = w_main.new_zeros(())
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
-        ld_rows = kd_rows = zero
+        ld_rows = kd_rows = kd = zero
         if h.ld > 0 or (use_vlr and h.vlr_ld > 0):
             s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
             ld_rows = kl_distill(s.view(-1, 4, self.reg_max), t.view(-1, 4, self.reg_max), h.ld_temp).mean(-1)
         if h.kd > 0 or (use_vlr and h.vlr_kd > 0):
-            s, t = (x["scores"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, nc)
-            kd_rows = class_kd(s, t, h.kd_temp, h.kd_type)
+            s, t = (x["scores"].transpose(1, 2) for x in (preds, teacher))  # (B, A, nc)
+            if h.kd > 0 and h.kd_region == "all":
+                kd_grid = class_kd(s, t, h.kd_temp, h.kd_type)  # (B, A)
+                kd, kd_rows = kd_grid.sum() * h.kd, kd_grid[rows]
+            else:
+                kd_rows = class_kd(s[rows], t[rows], h.kd_temp, h.kd_type)
+                kd = (kd_rows * w_main).sum() * h.kd
         ld = (ld_rows * w_main).sum() * h.ld
-        kd = (kd_rows * w_kd).sum() * h.kd
         vlr = ((ld_rows * h.vlr_ld + kd_rows * h.vlr_kd) * w_vlr).sum() if use_vlr else zero
         return [ld, vlr, kd]
 
@@ -145,12 +146,10 @@ class LDOBBLoss(DistillationLoss, v8OBBLoss):
     names = (*DistillationLoss.names, "ald_loss")
     overlaps = staticmethod(obb_overlaps)
 
-    def terms(
-        self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor, w_kd: torch.Tensor
-    ) -> list:
+    def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
         """Return (ld, vlr, kd, ald)."""
         angle = w_main.new_zeros(())
         if self.hyp.ald > 0:
             s, t = (x["angle"][:, 0][rows] for x in (preds, teacher))  # (N,) radians
             angle = (angle_distill(s, t, self.hyp.ald_type) * w_main).sum() * self.hyp.ald
-        return [*super().terms(preds, teacher, rows, w_main, w_vlr, w_kd), angle]
+        return [*super().terms(preds, teacher, rows, w_main, w_vlr), angle]
