@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.utils import LOGGER, RANK, ops
+from ultralytics.utils import LOGGER, ops
 
 from ..data.coco import IMAGE_IDS, load_instances
+from . import gather_records
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 PREDICTIONS = "predictions-coco.json"  # written next to the run by val()
@@ -202,13 +202,7 @@ class Validator(DetectionValidator):
     def gather_stats(self) -> None:
         """Gather Ultralytics' stats, and under DDP the prediction records, on rank 0."""
         super().gather_stats()
-        if RANK == 0:
-            gathered = [None] * dist.get_world_size()
-            dist.gather_object(self.records, gathered, dst=0)
-            self.records = [r for records in gathered for r in records]
-        elif RANK > 0:
-            dist.gather_object(self.records, None, dst=0)
-            self.records = []
+        self.records = gather_records(self.records)
 
     def get_stats(self) -> dict[str, Any]:
         """Return Ultralytics' stats plus the protocol's numbers, with fitness set to the protocol's AP."""

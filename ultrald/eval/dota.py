@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 import shapely
-import torch.distributed as dist
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.models.yolo.obb import OBBValidator
-from ultralytics.utils import LOGGER, RANK, ops
+from ultralytics.utils import LOGGER, ops
 
 from ..data.dota import Patch, canonical_name, image_size, parse_dota_txt, parse_patch_name
+from . import gather_records
 
 MERGE_IOU = 0.1  # the devkit's ResultMerge_multi_process.py nms_thresh
 IOU_THRS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # .50:.05:.95
@@ -563,13 +563,7 @@ class Validator(OBBValidator):
     def gather_stats(self) -> None:
         """Gather Ultralytics' stats, and under DDP the prediction records, on rank 0."""
         super().gather_stats()
-        if RANK == 0:
-            gathered = [None] * dist.get_world_size()
-            dist.gather_object(self.records, gathered, dst=0)
-            self.records = [r for records in gathered for r in records]
-        elif RANK > 0:
-            dist.gather_object(self.records, None, dst=0)
-            self.records = []
+        self.records = gather_records(self.records)
 
     def get_stats(self) -> dict[str, Any]:
         """Return Ultralytics' stats plus the DOTA numbers, with fitness set to DOTA mAP50."""
