@@ -44,6 +44,7 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     "full_ald_l1": ("ld", {"ald_type": "l1"}),
     "full_no_ald": ("ld", {"ald": 0.0}),
 }
+OBB_ONLY = {"full_ald_l1", "full_no_ald"}
 
 
 @dataclass
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--data-dir", type=Path, default=None, help="where the dataset is drawn (default: Ultralytics')")
-    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--configs", help="comma-separated (default: every config that applies to --task)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--dis-sweep", type=float, nargs="*", default=[0.25, 1.0, 3.0], help="dis values tried on seed 0")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each gets --threads torch threads)")
@@ -323,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.tiny:
         setup = Setup(task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, threads=1)
         a.dis_sweep = a.dis_sweep[:1]
-    configs = [c for c in a.configs.split(",") if c]
+    configs = [c for c in a.configs.split(",") if c] if a.configs else [c for c in CONFIGS if c not in OBB_ONLY]
+    if setup.task != "obb" and OBB_ONLY & set(configs):
+        raise SystemExit(f"configs {sorted(OBB_ONLY & set(configs))} compare the angle term: they need --task obb")
     unknown = set(configs) - set(CONFIGS)
     if unknown:
         raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")
