@@ -128,7 +128,9 @@ def test_dense_kd_is_the_class_kd_of_every_grid_point_over_the_target_score_sum(
     s, t = (x["scores"].transpose(1, 2).reshape(-1, 3) for x in (preds[1], other(b["img"])))  # eval: (y, raw)
     expected = class_kd(s, t, 2.0).sum() * 0.7 / crit.assigner.last.target_scores.sum().clamp(min=1)
     torch.testing.assert_close(items["kd_loss"], expected)
-    _, main = run(student, other, kd=0.7, kd_region="main")  # the positives only, weighted by their target scores: far smaller
+    _, main = run(
+        student, other, kd=0.7, kd_region="main"
+    )  # the positives only, weighted by their target scores: far smaller
     assert 0 < main["kd_loss"] < expected / 5
     _, ld_main = run(student, other, kd=0.7, kd_region="all")
     torch.testing.assert_close(ld_main["ld_loss"], main["ld_loss"])  # LD stays on the main region
