@@ -13,6 +13,7 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
     python bench/bench.py --configs plain,full --seeds 0 --jobs 1
     python bench/bench.py --task obb --configs plain,full,full_ald_l1,full_no_ald   # the angle terms on rotated shapes
+    python bench/bench.py --configs plain,full,t2 --variant t2=full:ld_temp=2,ld=8   # a variant of a config, for tuning
 
 Each run is its own subprocess (clean timing and peak memory); `--jobs` runs that many at once. Results are cached per
 run in OUT/runs/<config>-s<seed>/summary.json, so an interrupted benchmark resumes where it stopped.
@@ -65,6 +66,24 @@ class Setup:
     warmup_epochs: float = 1.0
     device: str = "cpu"
     threads: int = 1
+
+
+def add_variant(text: str) -> str:
+    """Register a variant 'NAME=BASE:key=value,key=value' of the config BASE in CONFIGS and return its name."""
+    from ultralytics.cfg import smart_value
+
+    name, sep, rest = text.partition("=")
+    base, _, pairs = rest.partition(":")
+    if not sep or base not in CONFIGS or name in CONFIGS or "-s" in name:
+        raise SystemExit(f"--variant '{text}': expected NAME=BASE:key=value,... with BASE one of {list(CONFIGS)}")
+    overrides = dict(CONFIGS[base][1])
+    for pair in filter(None, pairs.split(",")):
+        k, eq, v = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"--variant '{text}': '{pair}' is not key=value")
+        overrides[k] = smart_value(v)
+    CONFIGS[name] = (CONFIGS[base][0], overrides)
+    return name
 
 
 def train_args(setup: Setup, data: str, out: Path, name: str, model: str, epochs: int, seed: int) -> dict:
@@ -313,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     p.add_argument("--teacher", type=Path, help="a teacher checkpoint trained on the same data (skips training one)")
     p.add_argument("--tiny", action="store_true", help="a minute-long smoke run of the whole pipeline")
+    p.add_argument("--variant", action="append", default=[], help="NAME=BASE:key=value,... a config with other keys")
     for k, v in asdict(Setup()).items():
         p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     a = p.parse_args(argv)
@@ -321,10 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     setup = Setup(**{k: getattr(a, k) for k in asdict(Setup())})
+    variants = [add_variant(v) for v in a.variant]
     if a.tiny:
         setup = Setup(task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, threads=1)
         a.dis_sweep = a.dis_sweep[:1]
-    configs = [c for c in a.configs.split(",") if c] if a.configs else [c for c in CONFIGS if c not in OBB_ONLY]
+    default = [c for c in CONFIGS if c not in OBB_ONLY and c not in variants] + variants
+    configs = [c for c in a.configs.split(",") if c] if a.configs else default
     if setup.task != "obb" and OBB_ONLY & set(configs):
         raise SystemExit(f"configs {sorted(OBB_ONLY & set(configs))} compare the angle term: they need --task obb")
     unknown = set(configs) - set(CONFIGS)

@@ -42,3 +42,15 @@ def test_bench_tiny(tmp_path):
     for key in ("params", "gflops", "weights_bytes"):
         assert table["full"][key] == table["plain"][key] == table["fi_best"][key], key
     assert (out / "results.png").stat().st_size > 1000
+
+
+def test_grad_scale_reports_every_term_on_the_logits_it_trains(teacher_pt, shapes_yaml):
+    sys.path.insert(0, str(BENCH.parent))
+    from grad_scale import grad_scale
+
+    rows = grad_scale(str(teacher_pt), str(teacher_pt), str(shapes_yaml), batches=1, imgsz=64, batch=4)
+    assert list(rows) == ["box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss"]
+    for name in ("dfl_loss", "ld_loss"):  # edge distributions only
+        assert rows[name][1] > 0 and rows[name][2] == 0, name
+    for name in ("cls_loss", "kd_loss"):  # class logits only
+        assert rows[name][1] == 0 and rows[name][2] > 0, name

@@ -1,5 +1,7 @@
 """`yolo-ld` argument parsing, help and special commands."""
 
+from pathlib import Path
+
 import pytest
 
 from ultrald.cli import entrypoint, parse_args
@@ -70,3 +72,29 @@ def test_cfg_prints_ultralytics_and_ultrald_keys(capsys):
     assert entrypoint(["cfg"]) == 0
     out = capsys.readouterr().out
     assert "lr0:" in out and "ld_temp: 10.0" in out and "dis: 0.0" in out
+
+
+RECIPES = sorted((Path(__file__).parent.parent / "cfg").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_recipes_hold_only_valid_keys(recipe):
+    from ultrald.cfg import check_ld_args, ld_cfg
+
+    mode, o = parse_args(["train", f"cfg={recipe}", "teacher=t.pt"])
+    assert mode == "train" and o["teacher"] == "t.pt" and "model" in o
+    check_ld_args(ld_cfg(o))
+
+
+def test_shapes_recipe_is_the_benchmark_setup():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parent.parent / "bench" / "bench.py")
+    bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    _, o = parse_args(["train", f"cfg={Path(__file__).parent.parent / 'cfg' / 'shapes.yaml'}"])
+    setup = bench.Setup()
+    assert o["model"] == setup.student_model
+    for k in ("epochs", "imgsz", "batch", "optimizer", "lr0", "warmup_epochs"):
+        assert o[k] == getattr(setup, k), k
