@@ -55,8 +55,8 @@ class Setup:
     task: str = "detect"  # or 'obb' (models become yolov8-obb-*, data the rotated shapes)
     teacher_model: str = "yolov8-w125.yaml"
     student_model: str = "yolov8-w0625.yaml"
-    epochs: int = 30
-    teacher_epochs: int = 60
+    epochs: int = 10
+    teacher_epochs: int = 20
     n_train: int = 1000
     n_val: int = 300
     imgsz: int = 128
@@ -64,6 +64,7 @@ class Setup:
     optimizer: str = "SGD"
     lr0: float = 0.02
     warmup_epochs: float = 1.0
+    nbs: int = 16  # nominal batch = batch: an optimizer step every batch (Ultralytics' 64 would accumulate 4)
     device: str = "cpu"
     threads: int = 1
 
@@ -99,6 +100,7 @@ def train_args(setup: Setup, data: str, out: Path, name: str, model: str, epochs
         optimizer=setup.optimizer,
         lr0=setup.lr0,
         warmup_epochs=setup.warmup_epochs,
+        nbs=setup.nbs,
         seed=seed,
         deterministic=False,
         workers=0,
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup(**{k: getattr(a, k) for k in asdict(Setup())})
     variants = [add_variant(v) for v in a.variant]
     if a.tiny:
-        setup = Setup(task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, threads=1)
+        setup = Setup(task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, nbs=8, threads=1)
         a.dis_sweep = a.dis_sweep[:1]
     default = [c for c in CONFIGS if c not in OBB_ONLY and c not in variants] + variants
     configs = [c for c in a.configs.split(",") if c] if a.configs else default

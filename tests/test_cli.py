@@ -41,7 +41,7 @@ def test_parse_keys_values_modes_and_bare_booleans(tmp_path):
     "argv, match",
     [
         (["train", "teachr=t.pt"], r"'teachr' is not a valid yolo-ld argument. Similar: \['teacher'"),
-        (["train", "ld"], r"'ld' needs a value, i.e. 'ld=1.5'"),
+        (["train", "ld"], r"'ld' needs a value, i.e. 'ld=16.0'"),
         (["train", "bogus"], "'bogus' is not a valid yolo-ld argument"),
     ],
 )
@@ -71,7 +71,7 @@ def test_help_lists_every_distillation_key_with_its_default(capsys):
 def test_cfg_prints_ultralytics_and_ultrald_keys(capsys):
     assert entrypoint(["cfg"]) == 0
     out = capsys.readouterr().out
-    assert "lr0:" in out and "ld_temp: 10.0" in out and "dis: 0.0" in out
+    assert "lr0:" in out and "ld_temp: 1.0" in out and "dis: 0.0" in out
 
 
 RECIPES = sorted((Path(__file__).parent.parent / "cfg").glob("*.yaml"))
@@ -96,5 +96,5 @@ def test_shapes_recipe_is_the_benchmark_setup():
     _, o = parse_args(["train", f"cfg={Path(__file__).parent.parent / 'cfg' / 'shapes.yaml'}"])
     setup = bench.Setup()
     assert o["model"] == setup.student_model
-    for k in ("epochs", "imgsz", "batch", "optimizer", "lr0", "warmup_epochs"):
+    for k in ("epochs", "imgsz", "batch", "optimizer", "lr0", "warmup_epochs", "nbs"):
         assert o[k] == getattr(setup, k), k

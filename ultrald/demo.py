@@ -66,8 +66,10 @@ def train_run(kind: str, model: str, data: Path, name: str, epochs: int, cfg: De
         name=name,
         exist_ok=True,
         plots=False,
-        optimizer="SGD",
+        optimizer="SGD",  # the benchmark's settings (bench/bench.py, cfg/shapes.yaml)
         lr0=0.02,
+        warmup_epochs=1,
+        nbs=cfg.batch,  # an optimizer step every batch: four times Ultralytics' steps (nbs=64) in a short run
         **extra,
     )
     trainer = (LDTrainer if kind == "ld" else DetectionTrainer)(overrides=args)
@@ -99,7 +101,8 @@ def read_results(csv_path: Path) -> list[dict[str, float]]:
 
 def teacher_checkpoint(cfg: DemoConfig, data: Path) -> tuple[Path, dict | None]:
     """Return the demo teacher's best.pt, training it with plain Ultralytics unless a finished one matches `cfg`."""
-    key = {k: v for k, v in asdict(cfg).items() if k in {"teacher_model", "teacher_epochs", "n_train", "imgsz", "seed"}}
+    kept = {"teacher_model", "teacher_epochs", "n_train", "imgsz", "batch", "seed"}
+    key = {k: v for k, v in asdict(cfg).items() if k in kept}
     run = Path(cfg.project) / "teacher"
     stamp, best = run / "ultrald-demo.json", run / "weights" / "best.pt"
     if best.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
