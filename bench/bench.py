@@ -3,7 +3,7 @@
 The same student, the same data, epochs, batch, image size and seeds, trained:
     plain      Ultralytics, no teacher
     fi         Ultralytics' own feature imitation (distill_model=teacher) at its default dis=6.0
-    fi_best    the same at the best dis of a small sweep on the first seed (the peer, tuned fairly)
+    fi_best    the same at the best dis of a sweep on the first seed, its default included (the peer, tuned fairly)
     ld         LD on the main region only
     ld_vlr     LD on the main region and the VLR
     full       LD + VLR + classification KD (ultrald's defaults)
@@ -33,9 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+FI_DEFAULT_DIS = 6.0  # Ultralytics' default feature-imitation weight
 CONFIGS = {  # name -> (trainer, extra overrides)
     "plain": ("plain", {}),
-    "fi": ("fi", {"dis": 6.0}),
+    "fi": ("fi", {"dis": FI_DEFAULT_DIS}),
     "fi_best": ("fi", {}),  # dis from the sweep
     "ld": ("ld", {"kd": 0.0, "vlr": False}),
     "ld_vlr": ("ld", {"kd": 0.0}),
@@ -75,7 +76,7 @@ def add_variant(text: str) -> str:
 
     name, sep, rest = text.partition("=")
     base, _, pairs = rest.partition(":")
-    if not sep or base not in CONFIGS or name in CONFIGS or "-s" in name:
+    if not sep or base not in CONFIGS or name in CONFIGS:
         raise SystemExit(f"--variant '{text}': expected NAME=BASE:key=value,... with BASE one of {list(CONFIGS)}")
     overrides = dict(CONFIGS[base][1])
     for pair in filter(None, pairs.split(",")):
@@ -390,16 +391,25 @@ def main(argv: list[str] | None = None) -> int:
 
     best_dis = None
     if {"fi_best", "full_fi"} & set(configs):
-        sweep = run_all([spec_for(setup, data, out, teacher_pt, "fi_best", a.seeds[0], dis=d) for d in a.dis_sweep])
-        best_dis = a.dis_sweep[max(range(len(sweep)), key=lambda i: sweep[i]["mAP50-95"])]
-    specs = []
+        values = [d for d in a.dis_sweep if d != FI_DEFAULT_DIS]
+        specs = [spec_for(setup, data, out, teacher_pt, "fi_best", a.seeds[0], dis=d) for d in values]
+        if "fi" in configs:  # Ultralytics' default weight competes too: its seed-0 run is the 'fi' config's
+            values, specs = [*values, FI_DEFAULT_DIS], [*specs, spec_for(setup, data, out, teacher_pt, "fi", a.seeds[0])]
+        sweep = run_all(specs)
+        best_dis = values[max(range(len(sweep)), key=lambda i: sweep[i]["mAP50-95"])]
+    runs = []  # (config, spec)
     for config in configs:
-        extra = {"dis": best_dis} if config in {"fi_best", "full_fi"} else {}
-        specs += [spec_for(setup, data, out, teacher_pt, config, seed, **extra) for seed in a.seeds]
-    summaries = run_all(specs)
+        for seed in a.seeds:
+            if config == "fi_best" and best_dis == FI_DEFAULT_DIS:  # the default won: those are the 'fi' runs
+                runs.append((config, spec_for(setup, data, out, teacher_pt, "fi", seed)))
+            else:
+                extra = {"dis": best_dis} if config in {"fi_best", "full_fi"} else {}
+                runs.append((config, spec_for(setup, data, out, teacher_pt, config, seed, **extra)))
+    unique = list({spec["args"]["name"]: spec for _, spec in runs}.values())  # a run shared by configs trains once
+    summaries = dict(zip((spec["args"]["name"] for spec in unique), run_all(unique)))
     results: dict[str, list[dict]] = {}
-    for spec, summary in zip(specs, summaries):
-        results.setdefault(spec["args"]["name"].split("-s")[0], []).append(summary)
+    for config, spec in runs:
+        results.setdefault(config, []).append(summaries[spec["args"]["name"]])
     if "plain" not in results:
         raise SystemExit("the 'plain' configuration is needed as the reference")
     md = report(setup, results, teacher, best_dis, out, a.seeds)

@@ -163,7 +163,7 @@ def test_resume_rebuilds_teacher(tmp_root, teacher_pt, student_yaml, shapes_yaml
         if trainer.epoch == 0:
             raise KeyboardInterrupt
 
-    args = train_args(tmp_root, "resume", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=2)
+    args = train_args(tmp_root, "resume", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=2, ld=3.0)
     trainer = LDTrainer(overrides=args)
     trainer.add_callback("on_fit_epoch_end", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -171,7 +171,7 @@ def test_resume_rebuilds_teacher(tmp_root, teacher_pt, student_yaml, shapes_yaml
     last = trainer.last
     assert torch.load(last, weights_only=False)["train_args"]["teacher"] == str(teacher_pt)
     resumed = LDTrainer(overrides=dict(model=str(last), resume=str(last)))
-    assert resumed.args.teacher == str(teacher_pt) and resumed.args.ld == args.get("ld", 1.5)
+    assert resumed.args.teacher == str(teacher_pt) and resumed.args.ld == 3.0  # not the default: restored
     resumed.train()
     rows = read_results(resumed.save_dir)
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["train/ld_loss"] > 0
