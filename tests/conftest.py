@@ -48,6 +48,16 @@ def shapes_yaml(tmp_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shapes_obb_yaml(tmp_root) -> Path:
+    """A tiny synthetic OBB dataset: 32 train / 16 val images of 64 px."""
+    from ultrald.data.shapes import ShapesConfig, generate
+
+    return generate(
+        tmp_root / "shapes-obb", ShapesConfig(task="obb", n_train=32, n_val=16, imgsz=IMGSZ, size=(0.2, 0.5), seed=2)
+    )
+
+
+@pytest.fixture(scope="session")
 def student_yaml(tmp_root) -> Path:
     """A ~0.3M-parameter YOLOv8 student."""
     return tiny_yaml(tmp_root / "student-v8.yaml", width=0.0625)

@@ -62,7 +62,7 @@ def run(student, teacher, b=None, **hyp):
 def teacher_from(student, edit=None):
     """A teacher callable returning the student's own head outputs, optionally edited."""
 
-    def head(img):
+    def head(img, branch="one2many"):
         with torch.no_grad():
             out = {k: v.clone() for k, v in student(img)[1].items() if k != "feats"}
         if edit:

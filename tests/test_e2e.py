@@ -55,6 +55,7 @@ def distilled(tmp_root, teacher_pt, student_yaml, shapes_yaml):
     trainer.add_callback(
         "on_pretrain_routine_end", lambda t: before.update(weights=copy.deepcopy(t.teacher.state_dict()))
     )
+    trainer.add_callback("on_train_end", lambda t: before.update(teacher=t.teacher))  # released right after
     trainer.train()
     return trainer, before
 
@@ -79,7 +80,8 @@ def test_student_improves(distilled):
 def test_teacher_frozen_and_unchanged(distilled, teacher_pt, shapes_yaml):
     trainer, before = distilled
     assert sha256(teacher_pt) == before["file"]
-    teacher = trainer.teacher
+    teacher = before["teacher"]
+    assert trainer.teacher is None and not teacher.model[-1]._forward_hooks  # released, its hook removed
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     for k, v in teacher.state_dict().items():  # weights and BN statistics, after 6 epochs of distillation
         torch.testing.assert_close(v, before["weights"][k], rtol=0, atol=0, msg=k)
@@ -89,13 +91,17 @@ def test_teacher_frozen_and_unchanged(distilled, teacher_pt, shapes_yaml):
     torch.testing.assert_close(teacher(image)[0], reference(image)[0], atol=1e-4, rtol=1e-4)
 
 
-def test_checkpoint_is_the_plain_student(distilled, tmp_root, student_yaml, shapes_yaml):
+def test_checkpoint_is_the_plain_student(distilled, tmp_root, teacher_pt, student_yaml, shapes_yaml):
     trainer, _ = distilled
     ckpt = torch.load(trainer.best, weights_only=False)
     student = ckpt["model"]  # strip_optimizer moved the EMA there
     assert type(student).__name__ == "DetectionModel" and student.criterion is None
     assert all(type(m).__module__.startswith(("ultralytics.", "torch.")) for m in student.modules())
-    assert "teacher" not in ckpt["train_args"] and ckpt["ema"] is None
+    assert ckpt["ema"] is None and not any("teacher" in k for k in ckpt["model"].state_dict())
+    # provenance: the teacher's absolute path and file hash, and the distillation settings, but not its weights
+    args = ckpt["train_args"]
+    assert args["teacher"] == str(Path(teacher_pt).resolve()) and args["teacher_hash"] == f"sha256:{sha256(teacher_pt)}"
+    assert (args["ld"], args["kd"], args["vlr"], args["kd_region"]) == (16.0, 0.5, True, "all")
     # the same size as the same student trained without distillation
     from ultralytics.models.yolo.detect import DetectionTrainer
 

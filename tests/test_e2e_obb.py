@@ -11,15 +11,11 @@ from test_e2e import read_results
 
 
 @pytest.fixture(scope="module")
-def obb_setup(tmp_root):
+def obb_setup(tmp_root, shapes_obb_yaml):
     """Tiny rotated shapes, a tiny OBB teacher trained with plain Ultralytics, and a student yaml."""
     from ultralytics.models.yolo.obb import OBBTrainer
 
-    from ultrald.data.shapes import ShapesConfig, generate
-
-    data = generate(
-        tmp_root / "shapes-obb", ShapesConfig(task="obb", n_train=32, n_val=16, imgsz=IMGSZ, size=(0.2, 0.5), seed=2)
-    )
+    data = shapes_obb_yaml
     teacher = OBBTrainer(
         overrides=dict(
             model=str(tiny_yaml(tmp_root / "t-obb.yaml", 0.125, "v8/yolov8-obb.yaml")),

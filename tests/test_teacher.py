@@ -8,7 +8,8 @@ from conftest import tiny_yaml
 from ultralytics.nn.tasks import DetectionModel, OBBModel
 
 from ultrald.cfg import LD_DEFAULTS, check_ld_args
-from ultrald.distill.teacher import TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
+from ultrald.distill.teacher import TeacherError, TeacherHead, check_teacher, load_teacher
+from ultrald.models import resolve_weights
 
 NAMES = {i: f"c{i}" for i in range(4)}
 
@@ -41,8 +42,6 @@ def test_matching_teacher_passes(tmp_path, student):
         (lambda p: build(p, "names", names={0: "c1", 1: "c0", 2: "c2", 3: "c3"}), "differ from the student's"),
         (lambda p: build(p, "p2", base="v8/yolov8-p2.yaml"), r"teacher strides \[4.0, 8.0, 16.0, 32.0\] differ"),
         (lambda p: build(p, "ch", ch=1), "teacher takes 1 input channels, student takes 3"),
-        (lambda p: build(p, "nodfl", reg_max=1), "teacher has no DFL head"),
-        (lambda p: build(p, "bins", reg_max=8), "teacher reg_max=8 differs from student reg_max=16"),
     ],
 )
 def test_mismatched_teacher_is_refused(tmp_path, student, make, match):
@@ -50,23 +49,20 @@ def test_mismatched_teacher_is_refused(tmp_path, student, make, match):
         check_teacher(make(tmp_path), student, args())
 
 
-def test_no_dfl_teacher_allowed_for_kd_alone(tmp_path, student):
-    teacher = build(tmp_path, "nodfl", reg_max=1)
-    check_teacher(teacher, student, args(ld=0.0, vlr=False))
-    with pytest.raises(TeacherError, match="no DFL head"):
-        check_teacher(teacher, student, args(ld=0.0))  # the VLR is LD too
-
-
-def test_end2end_student_refused_end2end_teacher_uses_one_to_many(tmp_path, student):
-    e2e = build(tmp_path, "v26", base="26/yolo26.yaml")
-    with pytest.raises(TeacherError, match="student has an end-to-end head"):
-        check_teacher(student, e2e, args())
-    with pytest.raises(TeacherError, match="teacher has no DFL head"):  # YOLO26: end-to-end and reg_max=1
-        check_teacher(e2e, student, args())
+def test_end2end_teacher_runs_once_per_batch_and_gives_each_branch(tmp_path, student):
     v10 = build(tmp_path, "v10", base="v10/yolov10n.yaml")  # end-to-end with a DFL one-to-many branch
     check_teacher(v10, student, args())
-    out = TeacherHead(load_teacher(v10))(torch.zeros(2, 3, 64, 64))
-    assert out["boxes"].shape == (2, 64, 84) and out["scores"].shape == (2, 4, 84)
+    head = TeacherHead(load_teacher(v10))
+    calls = []
+    head.model.model[-1].register_forward_hook(lambda *a: calls.append(1))
+    img = torch.zeros(2, 3, 64, 64)
+    o2m, o2o = head(img, "one2many"), head(img, "one2one")
+    assert len(calls) == 1 and o2m is not o2o  # one forward serves both student branches
+    assert o2m["boxes"].shape == (2, 64, 84) and o2o["scores"].shape == (2, 4, 84)
+    head.close()
+    with torch.no_grad():
+        head.model(torch.ones(2, 3, 64, 64))
+    assert head.output is None  # the hook is gone
 
 
 def test_softmax_kd_refused_with_one_class(tmp_path):
@@ -77,10 +73,10 @@ def test_softmax_kd_refused_with_one_class(tmp_path):
 
 def test_missing_or_wrong_teacher_file(tmp_path):
     with pytest.raises(TeacherError, match="teacher='.*nope.pt' does not exist"):
-        check_teacher_file(tmp_path / "nope.pt")
+        resolve_weights(tmp_path / "nope.pt", "teacher", TeacherError)
     (tmp_path / "weights.txt").write_text("x")
     with pytest.raises(TeacherError, match="is not a \\*.pt checkpoint"):
-        check_teacher_file(tmp_path / "weights.txt")
+        resolve_weights(tmp_path / "weights.txt", "teacher", TeacherError)
     with pytest.raises(TeacherError, match="not a checkpoint path"):
         load_teacher(42)
 

@@ -8,8 +8,8 @@ yolo-ld help | cfg | version | data shapes
 from __future__ import annotations
 
 import importlib
+import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ultralytics.cfg import DEFAULT_CFG_PATH, MODES, TASKS, merge_equals_args, parse_key_value_pair
@@ -17,6 +17,10 @@ from ultralytics.utils import LOGGER, YAML, checks
 
 from . import __version__
 from .cfg import LD_CFG_PATH, ld_cfg
+from .errors import UltraldError
+
+# What a user's mistake raises: printed as one line (exit 2) unless ULTRALD_TRACEBACK=1 or --traceback is given.
+USER_ERRORS = (UltraldError, SyntaxError, ValueError, TypeError, FileNotFoundError)
 
 USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOLO.
 
@@ -30,6 +34,7 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld demo [epochs=12 ...]   distil a student on the synthetic shapes and compare it with plain training
     yolo-ld cfg                    print every key with its default (Ultralytics' and ultrald's)
     yolo-ld help | version
+    yolo-ld --traceback ...        show the full traceback of an error (or set ULTRALD_TRACEBACK=1)
 
 Keys use Ultralytics' key=value syntax; 'cfg=recipe.yaml' merges a yaml of keys. The student that comes out is a
 plain Ultralytics model: use it with 'yolo' or ultralytics.YOLO. Distillation keys and defaults:
@@ -92,17 +97,19 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
     from ultralytics import YOLO
 
     from .data.shapes import resolve_data
-    from .engine.trainer import trainer_for
-    from .models import resolve_model
+    from .engine.trainer import resume_checkpoint, trainer_for
+    from .models import resolve_model, resolve_weights
     from .utils import ensure_offline_fonts
 
     ensure_offline_fonts()
     overrides = dict(overrides)
     model = overrides.pop("model", None)
+    if mode == "train" and overrides.get("resume"):  # that checkpoint and no other; a finished one is refused
+        model = overrides["resume"] = str(resume_checkpoint(overrides["resume"], model)[0])
     if model is None:
         raise SyntaxError(f"'model' is required, e.g. 'yolo-ld {mode} model=yolov8s.yaml ...'")
-    if str(model).endswith(".pt") and not Path(model).is_file():
-        raise FileNotFoundError(f"model='{model}' does not exist; ultrald never downloads weights.")
+    if str(model).endswith(".pt"):
+        model = str(resolve_weights(model, "model"))
     task = overrides.pop("task", None)
     yolo = YOLO(resolve_model(model), task=task)
     if mode == "train":  # the trainer resolves 'shapes' after checking the teacher
@@ -121,11 +128,16 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
 
 
 def entrypoint(argv: list[str] | None = None) -> int:
-    """Run `yolo-ld` with `argv` (default: the command line); print usage errors without a traceback, exit 2."""
+    """Run `yolo-ld` with `argv` (default: the command line); print a user's error as one line and return 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    traceback = "--traceback" in args or os.environ.get("ULTRALD_TRACEBACK", "") not in {"", "0"}
     try:
-        return main(sys.argv[1:] if argv is None else list(argv))
-    except (SyntaxError, ValueError, FileNotFoundError) as e:  # TeacherError is a ValueError
-        print(f"yolo-ld: error: {e}", file=sys.stderr)
+        return main([a for a in args if a != "--traceback"])
+    except USER_ERRORS as e:
+        if traceback:
+            raise
+        message = " ".join(str(e).split())  # one line, whatever the exception carried
+        print(f"yolo-ld: error: {message} (--traceback for details)", file=sys.stderr)
         return 2
 
 

@@ -9,12 +9,13 @@ from typing import Any
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, cfg2dict
 from ultralytics.utils import YAML
 
+from ..distill.edges import BOX_TYPES
 from ..distill.losses import ALD_TYPES
 
 LD_CFG_PATH = Path(__file__).parent / "default.yaml"
 LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
 
-_WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis")
+_WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis", "ld_box", "ld_o2o")
 _TEMPERATURES = ("ld_temp", "kd_temp")
 KD_TYPES = ("binary", "softmax")
 KD_REGIONS = ("main", "all")
@@ -59,6 +60,8 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")
     if a.get("kd_region", "main") not in KD_REGIONS:
         raise ValueError(f"'kd_region={a['kd_region']}' is not one of {KD_REGIONS}.")
+    if a.get("ld_box_type", BOX_TYPES[0]) not in BOX_TYPES:
+        raise ValueError(f"'ld_box_type={a['ld_box_type']}' is not one of {BOX_TYPES}.")
     if a.get("ald_type", "sin2") not in ALD_TYPES:
         raise ValueError(f"'ald_type={a['ald_type']}' is not one of {ALD_TYPES}.")
     if a.get("metric") not in METRICS:

@@ -8,9 +8,12 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 from torch import nn
-from ultralytics.utils.loss import v8DetectionLoss, v8OBBLoss
+from ultralytics.utils import LOGGER
+from ultralytics.utils.loss import E2ELoss, v8DetectionLoss, v8OBBLoss
 from ultralytics.utils.tal import make_anchors
 
+from ..errors import NonFiniteError
+from .edges import box_distill, edge_target, expected_edges, kl_to_target
 from .losses import angle_distill, class_kd, kl_distill
 from .regions import hbb_overlaps, obb_overlaps, vlr_weights
 
@@ -35,6 +38,41 @@ def normalizer(target_scores_sum: torch.Tensor) -> torch.Tensor:
     total = target_scores_sum.detach().clone()
     dist.all_reduce(total)
     return total.clamp(min=1) / dist.get_world_size()
+
+
+def nonfinite(named: dict[str, torch.Tensor]) -> list[str]:
+    """Return the names of the tensors in `named` that hold NaN or Inf."""
+    return [k for k, v in named.items() if not torch.isfinite(v).all()]
+
+
+class StepGuard:
+    """Skips the batches whose distillation is non-finite and stops the run after `limit` of them in a row.
+
+    A skipped batch contributes a zero loss (so no gradient and no weight change from it); the run then stops with
+    NonFiniteError before the epoch ends, so no checkpoint is ever written from weights that saw a NaN.
+    """
+
+    def __init__(self, limit: int = 3):
+        """Allow `limit` non-finite batches in a row."""
+        self.limit, self.in_row, self.skipped = limit, 0, 0
+
+    def apply(self, loss: torch.Tensor, items: dict, bad: list[str]) -> tuple[torch.Tensor, dict]:
+        """Return (loss, items) unchanged for a finite batch, else zeros after counting it (raising at the limit)."""
+        if not bad:
+            self.in_row = 0
+            return loss, items
+        self.in_row += 1
+        self.skipped += 1
+        what = ", ".join(dict.fromkeys(bad))
+        if self.in_row >= self.limit:
+            raise NonFiniteError(
+                f"{what} non-finite on {self.in_row} batches in a row: training stopped before writing any checkpoint "
+                "from these weights (check the teacher, lower lr0, or try amp=False)."
+            )
+        LOGGER.warning(
+            f"ultrald: skipped a batch with non-finite {what} ({self.in_row} in a row, {self.skipped} in all)"
+        )
+        return loss * 0, {k: torch.zeros_like(v) for k, v in items.items()}
 
 
 class AssignmentRecorder(nn.Module):
@@ -66,20 +104,35 @@ class DistillationLoss:
     Args:
         model (nn.Module): The student (de-paralleled); its `args` hold the distillation keys.
         teacher (Callable): Maps the batch images to the teacher's raw head dict ('boxes', 'scores'[, 'angle']).
+        guard (StepGuard, optional): Shared by both branches of an end-to-end student; one of its own otherwise.
     """
 
     names = ("ld_loss", "vlr_loss", "kd_loss")
 
-    def __init__(self, model: nn.Module, teacher: Callable[[torch.Tensor], dict], **kwargs):
+    def __init__(self, model: nn.Module, teacher: Callable[..., dict], guard: StepGuard | None = None, **kwargs):
         """Build Ultralytics' criterion for `model` and record its assignments."""
         super().__init__(model, **kwargs)
-        self.teacher = teacher
+        self.teacher, self.guard, self.branch, self.bad = teacher, guard or StepGuard(), "one2many", []
+        self.dense_kd = True  # False on a one-to-one branch taught by a dense head, whose duplicates it must not learn
         self.assigner = AssignmentRecorder(self.assigner)
 
+    def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return the loss vector and items of a batch, zeroed (and counted) when the distillation is non-finite."""
+        return self.guard.apply(*super().__call__(preds, batch), self.bad)
+
     def loss(self, preds: dict[str, torch.Tensor], batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return Ultralytics' loss vector with the distillation terms appended (times batch size), and its items."""
+        """Return Ultralytics' loss vector with the distillation terms appended (times batch size), and its items.
+
+        Non-finite teacher outputs or terms are recorded in `bad` and replaced by zeros; `__call__` skips the batch.
+        """
         loss, items = super().loss(preds, batch)
-        terms = self.distill(preds, self.teacher(batch["img"]), self.assigner.last)
+        teacher = self.teacher(batch["img"], self.branch)
+        self.bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
+        terms = torch.zeros(len(self.names), device=loss.device)
+        if not self.bad:
+            terms = self.distill(preds, teacher, self.assigner.last)
+            self.bad = nonfinite(dict(zip(self.names, terms)))
+            terms = torch.where(torch.isfinite(terms), terms, 0.0)
         batch_size = preds["scores"].shape[0]
         return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}
 
@@ -104,10 +157,10 @@ class DistillationLoss:
         ld_rows = kd_rows = kd = zero
         if h.ld > 0 or (use_vlr and h.vlr_ld > 0):
             s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
-            ld_rows = kl_distill(s.view(-1, 4, self.reg_max), t.view(-1, 4, self.reg_max), h.ld_temp).mean(-1)
+            ld_rows = self.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
         if h.kd > 0 or (use_vlr and h.vlr_kd > 0):
             s, t = (x["scores"].transpose(1, 2) for x in (preds, teacher))  # (B, A, nc)
-            if h.kd > 0 and h.kd_region == "all":
+            if h.kd > 0 and h.kd_region == "all" and self.dense_kd:
                 kd_grid = class_kd(s, t, h.kd_temp, h.kd_type)  # (B, A)
                 kd, kd_rows = kd_grid.sum() * h.kd, kd_grid[rows]
             else:
@@ -116,6 +169,19 @@ class DistillationLoss:
         ld = (ld_rows * w_main).sum() * h.ld
         vlr = ((ld_rows * h.vlr_ld + kd_rows * h.vlr_kd) * w_vlr).sum() if use_vlr else zero
         return [ld, vlr, kd]
+
+    def localization(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Return the LD loss per row (N,) between edge outputs (N, 4, Ks) and (N, 4, Kt), whatever the two heads.
+
+        Same bins: the KL of the edge distributions. Other bins, or a reg_max=1 teacher: the KL to the teacher's edges
+        mapped onto the student's bins. A reg_max=1 student: the box-level term on decoded edges, times `ld_box`.
+        """
+        h, ks, kt = self.hyp, student.shape[-1], teacher.shape[-1]
+        if ks == 1:
+            return box_distill(student[..., 0], expected_edges(teacher), h.ld_box_type) * h.ld_box
+        if ks == kt:
+            return kl_distill(student, teacher, h.ld_temp).mean(-1)
+        return kl_to_target(student, edge_target(teacher, ks), h.ld_temp).mean(-1)
 
     def vlr_region(self, preds: dict, assigned: Assignment) -> torch.Tensor:
         """Return the VLR weight (B, A) of every grid point."""
@@ -128,6 +194,40 @@ class DistillationLoss:
         return vlr_weights(
             iou, diou, centres, anchor_points, level_sizes, assigned.mask_gt, assigned.fg_mask, self.hyp.vlr_alpha
         )
+
+
+class LDE2ELoss(E2ELoss):
+    """Ultralytics' end-to-end loss with both branches distilled: one-to-many densely, as a DFL head, and one-to-one
+    (the branch that runs at inference, with its own top-1 assignment) from the teacher's one-to-one branch when it
+    has one, else from its dense head, and then with KD on its positives only (`kd_region=all` would teach it the
+    dense head's duplicates, which NMS-free inference cannot remove); the one-to-one terms are scaled by `ld_o2o`
+    (0 distils one-to-many only).
+
+    The distillation columns report both branches, weighted as they enter the loss.
+    """
+
+    def __init__(self, model: nn.Module, teacher: Callable[..., dict], loss_fn: type):
+        """Build both branch criteria of `loss_fn` (LDDetectionLoss or LDOBBLoss) around one shared guard."""
+        guard = StepGuard()
+        super().__init__(model, lambda m, **kw: loss_fn(m, teacher, guard, **kw))
+        self.guard, self.one2one.branch, self.names = guard, "one2one", loss_fn.names
+        self.one2one.dense_kd = getattr(teacher, "end2end", False)
+
+    def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return the weighted sum of both branches' loss vectors and the one-to-one items with both branches' terms."""
+        preds = self.one2many.parse_output(preds)
+        (l_m, i_m), (l_o, i_o) = (c.loss(preds[c.branch], batch) for c in (self.one2many, self.one2one))
+        n, w = len(self.names), self.one2one.hyp.ld_o2o
+        l_o = torch.cat((l_o[:-n], l_o[-n:] * w))
+        items = {**i_o, **{k: i_m[k] * self.o2m + i_o[k] * w * self.o2o for k in self.names}}
+        return self.guard.apply(l_m * self.o2m + l_o * self.o2o, items, self.one2many.bad + self.one2one.bad)
+
+
+def build_criterion(model: nn.Module, teacher: Callable[..., dict], loss_fn: type) -> Callable:
+    """Return the distillation criterion for a student: `loss_fn(model, teacher)`, or LDE2ELoss for end-to-end heads."""
+    if getattr(model.model[-1], "one2one_cv2", None) is not None:
+        return LDE2ELoss(model, teacher, loss_fn)
+    return loss_fn(model, teacher)
 
 
 class LDDetectionLoss(DistillationLoss, v8DetectionLoss):

@@ -1,14 +1,19 @@
 """LDTrainer: Ultralytics' DetectionTrainer with a frozen teacher and the LD/VLR/KD criterion.
 
-The trainer only wires things: the student stays a plain Ultralytics model, the teacher lives outside its module tree
-(in the criterion), so EMA, checkpoints, export and inference never see it.
+The trainer owns the teacher: it reads and checks the file before the dataset scan, checks the pair once the student
+is built, hands the same module to Ultralytics' feature term when `dis > 0`, and releases it when training ends. The
+student stays a plain Ultralytics model; the teacher lives outside its module tree (in the criterion), so EMA,
+checkpoints, export and inference never see it.
 """
 
 from __future__ import annotations
 
 import importlib
+import shutil
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT
 from ultralytics.engine.model import Model
@@ -16,83 +21,165 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.models.yolo.obb import OBBTrainer
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimpleNamespace, colorstr
+from ultralytics.utils.files import get_latest_run
+from ultralytics.utils.patches import torch_load
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..cfg import check_ld_args, ld_cfg
+from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
 from ..data.shapes import resolve_data
-from ..distill.criterion import LDDetectionLoss, LDOBBLoss
-from ..distill.teacher import IN_MEMORY, TeacherError, TeacherHead, check_teacher, check_teacher_file, load_teacher
-from ..models import resolve_model
+from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion
+from ..distill.teacher import IN_MEMORY, TeacherHead, check_teacher, first_nonfinite, load_teacher, teacher_hash
+from ..errors import NonFiniteError, ResumeError, TeacherError
+from ..models import resolve_model, resolve_weights
 from ..utils import ensure_offline_fonts
+
+
+def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
+    """Return (checkpoint, its train_args) for `resume=`: a path, else `model=` when a *.pt, else the newest last.pt.
+
+    Raises ResumeError when there is nothing to resume: no such file, or a finished (stripped) checkpoint, which
+    keeps no optimizer state; Ultralytics would otherwise start a new run.
+    """
+    if isinstance(resume, (str, Path)) and str(resume) not in {"True", "true"}:
+        path = Path(resume)
+    elif model is not None and str(model).endswith(".pt"):
+        path = Path(model)
+    else:
+        latest = get_latest_run()
+        if not latest:
+            raise ResumeError("nothing to resume: no last.pt under the current directory; pass resume=path/to/last.pt")
+        path = Path(latest)
+    if not path.is_file():
+        raise ResumeError(f"nothing to resume: '{path}' does not exist.")
+    try:
+        ckpt = torch_load(path, map_location="cpu")
+    except Exception as e:
+        raise ResumeError(f"cannot resume from '{path}': it is not a readable checkpoint ({type(e).__name__}).") from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_args"), dict):
+        raise ResumeError(f"cannot resume from '{path}': it is not an Ultralytics training checkpoint.")
+    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        raise ResumeError(
+            f"nothing to resume: '{path}' is a finished (stripped) checkpoint without optimizer state. To train it "
+            f"further, start a new run from it: 'yolo-ld train model={path} teacher=... data=...'."
+        )
+    return path.resolve(), ckpt["train_args"]
+
+
+def distillation_args(args) -> dict[str, Any]:
+    """Return ultrald's keys of `args` (settings, teacher path and hash): the provenance a checkpoint keeps."""
+    return {k: getattr(args, k, None) for k in LD_DEFAULTS}
 
 
 class DistillationTrainerMixin:
     """Adds a frozen teacher and a distillation criterion to an Ultralytics trainer.
 
-    Subclasses set `criterion_class`. `teacher=` is a checkpoint path (kept in the args, so resume and DDP workers
-    rebuild the teacher from it) or, in Python, a YOLO object or model (kept on the trainer only).
+    Subclasses set `criterion_class`. `teacher=` is a checkpoint path or official name (kept in the args as an
+    absolute path with its hash, so resume and DDP workers rebuild the same teacher) or, in Python, a YOLO object or
+    model (kept on the trainer only; pass it again to resume).
     """
 
     criterion_class: type = LDDetectionLoss
 
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict[str, Any] | None = None, _callbacks: dict | None = None):
-        """Merge ultrald's keys into the cfg, check them and the teacher path, then build the Ultralytics trainer."""
+        """Check ultrald's keys, read and check the teacher, then build the Ultralytics trainer."""
         overrides = dict(overrides or {})
         if "model" in overrides:
             overrides["model"] = resolve_model(overrides["model"])
-        self.teacher_model = None  # a teacher passed as an object
-        teacher = overrides.get("teacher")
-        if isinstance(teacher, (nn.Module, Model)):
-            self.teacher_model = teacher
-            overrides["teacher"] = IN_MEMORY
         base = ld_cfg(cfg)
-        check_ld_args({**base, **overrides})
-        if not overrides.get("resume"):
-            self._check_teacher_arg({**base, **overrides})
+        teacher, expected_hash = overrides.pop("teacher", base["teacher"]), overrides.pop("teacher_hash", None)
+        saved = None
+        if overrides.get("resume"):
+            path, saved = resume_checkpoint(overrides["resume"], overrides.get("model"))
+            overrides["resume"] = str(path)
+            expected_hash = expected_hash or saved.get("teacher_hash")
+            if teacher is None:
+                teacher = saved.get("teacher")
+                if teacher not in {None, IN_MEMORY} and not Path(teacher).is_file():
+                    raise ResumeError(
+                        f"this run's teacher '{teacher}' no longer exists: resume with teacher=NEW/PATH.pt "
+                        "(the same file, moved)."
+                    )
+        check_ld_args({**base, **(saved or {}), **overrides})
+        # Before the dataset scan: a bad teacher fails in seconds and leaves no run directory behind.
+        self.teacher, self.teacher_head = self._read_teacher(teacher, expected_hash)
         ensure_offline_fonts()
-        super().__init__(base, overrides, _callbacks)
-        check_ld_args(self.args)  # resume replaced the args with the checkpoint's
-        metric_tasks = {"coco": "detect", "voc": "detect", "dota": "obb"}
-        if self.args.metric and metric_tasks[self.args.metric] != self.args.task:
-            raise ValueError(
-                f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
-                f"this is a {self.args.task} run."
-            )
-        self._check_teacher_arg(vars(self.args))
+        super().__init__(base, overrides, _callbacks)  # resume replaces the args with the checkpoint's
+        self.args.teacher, self.args.teacher_hash = self._teacher_arg, self._teacher_hash
+        try:
+            check_ld_args(self.args)
+            metric_tasks = {"coco": "detect", "voc": "detect", "dota": "obb"}
+            if self.args.metric and metric_tasks[self.args.metric] != self.args.task:
+                raise ValueError(
+                    f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
+                    f"this is a {self.args.task} run."
+                )
+            if self.args.dis > 0:  # Ultralytics' feature imitation runs beside LD, on the same teacher module
+                if self.args.distill_model not in {None, self.args.teacher}:
+                    raise TeacherError(
+                        f"distill_model={self.args.distill_model} differs from teacher={self.args.teacher}; "
+                        "ultrald sets distill_model to the teacher when dis > 0, leave it unset."
+                    )
+                self.args.distill_model = self.args.teacher
+        except Exception:
+            self._remove_unused_run()
+            raise
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
-        if self.args.dis > 0:  # Ultralytics' feature imitation runs beside LD, on the same teacher
-            if self.args.distill_model not in {None, self.args.teacher}:
-                raise TeacherError(
-                    f"distill_model={self.args.distill_model} differs from teacher={self.args.teacher}; "
-                    "ultrald sets distill_model to the teacher when dis > 0, leave it unset."
-                )
-            if self.args.teacher == IN_MEMORY:
-                raise TeacherError("dis > 0 needs teacher as a checkpoint path, not a model object.")
-            self.args.distill_model = self.args.teacher
-        self.teacher = None
 
-    def _check_teacher_arg(self, args: dict) -> None:
-        """Raise TeacherError unless `teacher` is set and, when a path, an existing *.pt file."""
-        teacher = args.get("teacher")
+    def _read_teacher(self, teacher: Any, expected_hash: str | None) -> tuple[nn.Module, None]:
+        """Load the teacher (path, official name or object), record its path and hash, check it is the expected one."""
         if teacher is None:
             raise TeacherError("teacher= is required, e.g. teacher=runs/detect/train/weights/best.pt")
         if teacher == IN_MEMORY:
-            if self.teacher_model is None:
-                raise TeacherError(
-                    "this run's teacher was a model object in Python, which checkpoints do not store: "
-                    "pass teacher=path/to/teacher.pt to resume it."
-                )
+            raise TeacherError(
+                "this run's teacher was a model object in Python, which checkpoints do not store: resume with "
+                "teacher=path/to/teacher.pt, or in Python pass the same YOLO object again as teacher=."
+            )
+        if isinstance(teacher, (nn.Module, Model)):
+            self._teacher_arg, source = IN_MEMORY, teacher
         else:
-            check_teacher_file(teacher)
+            source = resolve_weights(teacher, "teacher", TeacherError)
+            self._teacher_arg = str(source)
+        self._teacher_hash = teacher_hash(source)
+        if expected_hash and self._teacher_hash != expected_hash:
+            raise TeacherError(
+                f"teacher={self._teacher_arg} is not the teacher this run was trained with (hash {self._teacher_hash} "
+                f"!= {expected_hash}): pass the original teacher, or start a new run to change it."
+            )
+        return load_teacher(source), None
+
+    def _remove_unused_run(self) -> None:
+        """Remove the run directory of a run that failed before writing anything, so run names do not skip ahead."""
+        save_dir = getattr(self, "save_dir", None)
+        if RANK in {-1, 0} and not self.args.resume and save_dir is not None and Path(save_dir).is_dir():
+            files = {p.name for p in Path(save_dir).rglob("*") if p.is_file()}
+            if files <= {"args.yaml"}:
+                shutil.rmtree(save_dir, ignore_errors=True)
 
     def train(self):
-        """Train; a multi-GPU launch first checks that the workers can rebuild the teacher from its path."""
+        """Train, then release the teacher; a run that fails before its first epoch leaves no directory behind."""
         if self.ddp and self.args.teacher == IN_MEMORY:
             raise TeacherError(
                 "multi-GPU training needs teacher= as a checkpoint path: each DDP worker loads the teacher itself."
             )
-        return super().train()
+        try:
+            return super().train()
+        except Exception:
+            self._remove_unused_run()
+            raise
+        finally:
+            self._release_teacher()
+
+    def _release_teacher(self) -> None:
+        """Remove the teacher's hooks and drop every reference to it, so its memory is freed when training ends."""
+        if self.teacher_head is not None:
+            self.teacher_head.close()
+        model = unwrap_model(self.model) if isinstance(self.model, nn.Module) else None
+        if isinstance(model, DistillationModel):
+            model.teacher_model, model = None, model.student_model  # as Ultralytics' EMA copy does
+        if model is not None:
+            model.criterion = None  # Ultralytics builds a plain one again if the model is used for a loss later
+        self.teacher = self.teacher_head = None
 
     def get_dataset(self) -> dict:
         """Resolve the embedded dataset names ('shapes', 'shapes-obb') to their yaml, then check the dataset."""
@@ -105,7 +192,8 @@ class DistillationTrainerMixin:
         It is built from the args without ultrald's keys, which Ultralytics' validators would reject.
         """
         args = self.args
-        self.args = IterableSimpleNamespace(**{k: v for k, v in vars(args).items() if k in DEFAULT_CFG_DICT})
+        keep = {k: v for k, v in vars(args).items() if k in DEFAULT_CFG_DICT}
+        self.args = IterableSimpleNamespace(**{**keep, "distill_model": None})
         try:
             validator = super().get_validator()
         finally:
@@ -116,33 +204,63 @@ class DistillationTrainerMixin:
         return validator
 
     def set_model_attributes(self) -> None:
-        """Set the student's attributes, then load the teacher and check it against the student before training."""
+        """Set the student's attributes, then check the teacher against the student (once) and move it beside it."""
         super().set_model_attributes()
-        teacher = load_teacher(self.teacher_model or self.args.teacher, self.device)
-        check_teacher(teacher, unwrap_model(self.model), self.args)
-        self.teacher = teacher
+        check_teacher(self.teacher, unwrap_model(self.model), self.args)
+        self.teacher.to(self.device)
 
     def _setup_train(self) -> None:
         """Set up Ultralytics' training, then give the student the distillation criterion.
 
-        This runs after the EMA copy is made, so the EMA (and every checkpoint) keeps a teacher-free criterion.
+        With `dis > 0` Ultralytics wraps the student in its DistillationModel; it is handed the teacher module itself
+        (for the duration of the setup only, so the args keep the path), so one teacher serves both terms. The
+        criterion is set after the EMA copy is made, so the EMA (and every checkpoint) keeps a teacher-free criterion.
         """
-        super()._setup_train()
+        distill_model = self.args.distill_model
+        if self.args.dis > 0:
+            self.args.distill_model = self.teacher
+        try:
+            super()._setup_train()
+        finally:
+            self.args.distill_model = distill_model
         model = unwrap_model(self.model)
-        if isinstance(model, DistillationModel):  # dis > 0: its teacher forward serves LD too
-            self.teacher = model.teacher_model
-            student, head = model.student_model, TeacherHead(model.teacher_model, shared=True)
+        if isinstance(model, DistillationModel):  # its teacher forward serves LD too, read from a hook
+            student, self.teacher_head = model.student_model, TeacherHead(self.teacher, shared=True)
         else:
-            student, head = model, TeacherHead(self.teacher)
-        student.criterion = self.criterion_class(student, head)
+            student, self.teacher_head = model, TeacherHead(self.teacher)
+        student.criterion = build_criterion(student, self.teacher_head, self.criterion_class)
         if RANK in {-1, 0}:
             a = self.args
             angle = f" ald={a.ald} ({a.ald_type})" if self.criterion_class is LDOBBLoss else ""
             LOGGER.info(
                 f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
-                f"{a.kd_type}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, scale={a.vlr_scale})"
-                f"{angle} dis={a.dis}"
+                f"{a.kd_type}, {a.kd_region}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, "
+                f"scale={a.vlr_scale}){angle} dis={a.dis}"
             )
+
+    def save_model(self):
+        """Save last.pt/best.pt, unless the student's weights went NaN/Inf: then stop and leave them as they were."""
+        bad = first_nonfinite(unwrap_model(self.model))
+        if bad is not None:
+            raise NonFiniteError(
+                f"student weights '{bad}' are NaN/Inf after epoch {self.epoch + 1}: training stopped, "
+                f"{self.last.name} and {self.best.name} keep the last good epoch."
+            )
+        return super().save_model()
+
+    def final_eval(self):
+        """Strip and validate the checkpoints as Ultralytics does, then put the distillation settings back in them.
+
+        Ultralytics' strip keeps only its own keys in train_args; ultrald's (teacher path and hash, weights, regions)
+        are what makes a result traceable to its teacher.
+        """
+        super().final_eval()
+        if RANK in {-1, 0}:
+            for f in (self.last, self.best):
+                if f.is_file():
+                    ckpt = torch_load(f, map_location="cpu")
+                    ckpt["train_args"] = {**ckpt.get("train_args", {}), **distillation_args(self.args)}
+                    torch.save(ckpt, f)
 
 
 class LDTrainer(DistillationTrainerMixin, DetectionTrainer):
