@@ -33,6 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ultrald.cfg import recipe
+
+SHAPES = recipe("shapes")  # the training settings, shared with the demo (ultrald/cfg/recipes/shapes.yaml)
 FI_DEFAULT_DIS = 6.0  # Ultralytics' default feature-imitation weight
 CONFIGS = {  # name -> (trainer, extra overrides)
     "plain": ("plain", {}),
@@ -55,17 +58,19 @@ class Setup:
 
     task: str = "detect"  # or 'obb' (models become yolov8-obb-*, data the rotated shapes)
     teacher_model: str = "yolov8-w125.yaml"
-    student_model: str = "yolov8-w0625.yaml"
-    epochs: int = 10
+    student_model: str = SHAPES["model"]
+    epochs: int = SHAPES["epochs"]
     teacher_epochs: int = 20
     n_train: int = 1000
     n_val: int = 300
-    imgsz: int = 128
-    batch: int = 16
-    optimizer: str = "SGD"
-    lr0: float = 0.02
-    warmup_epochs: float = 1.0
-    nbs: int = 16  # nominal batch = batch: an optimizer step every batch (Ultralytics' 64 would accumulate 4)
+    imgsz: int = SHAPES["imgsz"]
+    batch: int = SHAPES["batch"]
+    optimizer: str = SHAPES["optimizer"]
+    lr0: float = SHAPES["lr0"]
+    warmup_epochs: float = SHAPES["warmup_epochs"]
+    nbs: int = SHAPES[
+        "nbs"
+    ]  # nominal batch = batch: an optimizer step every batch (Ultralytics' 64 would accumulate 4)
     device: str = "cpu"
     threads: int = 1
 
@@ -346,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup(**{k: getattr(a, k) for k in asdict(Setup())})
     variants = [add_variant(v) for v in a.variant]
     if a.tiny:
-        setup = Setup(task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, nbs=8, threads=1)
+        setup = Setup(
+            task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, nbs=8, threads=1
+        )
         a.dis_sweep = a.dis_sweep[:1]
     default = [c for c in CONFIGS if c not in OBB_ONLY and c not in variants] + variants
     configs = [c for c in a.configs.split(",") if c] if a.configs else default
@@ -394,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         values = [d for d in a.dis_sweep if d != FI_DEFAULT_DIS]
         specs = [spec_for(setup, data, out, teacher_pt, "fi_best", a.seeds[0], dis=d) for d in values]
         if "fi" in configs:  # Ultralytics' default weight competes too: its seed-0 run is the 'fi' config's
-            values, specs = [*values, FI_DEFAULT_DIS], [*specs, spec_for(setup, data, out, teacher_pt, "fi", a.seeds[0])]
+            values, specs = (
+                [*values, FI_DEFAULT_DIS],
+                [*specs, spec_for(setup, data, out, teacher_pt, "fi", a.seeds[0])],
+            )
         sweep = run_all(specs)
         best_dis = values[max(range(len(sweep)), key=lambda i: sweep[i]["mAP50-95"])]
     runs = []  # (config, spec)

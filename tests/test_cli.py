@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from ultrald.cfg import RECIPES
 from ultrald.cli import entrypoint, parse_args
 
 
@@ -74,16 +75,19 @@ def test_cfg_prints_ultralytics_and_ultrald_keys(capsys):
     assert "lr0:" in out and "ld_temp: 1.0" in out and "dis: 0.0" in out
 
 
-RECIPES = sorted((Path(__file__).parent.parent / "cfg").glob("*.yaml"))
-
-
-@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
-def test_recipes_hold_only_valid_keys(recipe):
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipes_hold_only_valid_keys(name):
     from ultrald.cfg import check_ld_args, ld_cfg
 
-    mode, o = parse_args(["train", f"cfg={recipe}", "teacher=t.pt"])
-    assert mode == "train" and o["teacher"] == "t.pt" and "model" in o
+    mode, o = parse_args(["train", f"cfg={name}", "teacher=t.pt", "epochs=3"])
+    assert mode == "train" and o["teacher"] == "t.pt" and "model" in o and o["epochs"] == 3  # the command line wins
     check_ld_args(ld_cfg(o))
+    assert parse_args(["train", f"cfg=cfg/{name}.yaml"])[1] == parse_args(["train", f"cfg={name}"])[1]  # old paths
+
+
+def test_unknown_recipe_is_a_one_line_error(capsys):
+    assert entrypoint(["train", "cfg=nope", "model=yolov8n.yaml"]) == 2
+    assert "cfg='nope' is neither a recipe" in capsys.readouterr().err
 
 
 def test_shapes_recipe_is_the_benchmark_setup():
@@ -93,8 +97,20 @@ def test_shapes_recipe_is_the_benchmark_setup():
     spec = importlib.util.spec_from_file_location("bench", Path(__file__).parent.parent / "bench" / "bench.py")
     bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
     spec.loader.exec_module(bench)
-    _, o = parse_args(["train", f"cfg={Path(__file__).parent.parent / 'cfg' / 'shapes.yaml'}"])
+    _, o = parse_args(["train", "cfg=shapes"])
     setup = bench.Setup()
     assert o["model"] == setup.student_model
     for k in ("epochs", "imgsz", "batch", "optimizer", "lr0", "warmup_epochs", "nbs"):
         assert o[k] == getattr(setup, k), k
+
+
+def test_demo_trains_with_the_shapes_recipe():
+    """The demo's runs take their training settings from the one shapes recipe, the benchmark's."""
+    from ultrald import demo
+    from ultrald.cfg import recipe
+
+    args = demo.run_args("yolov8-w0625.yaml", Path("data.yaml"), "x", 3, demo.DemoConfig(batch=8), teacher="t.pt")
+    shapes = recipe("shapes")
+    for k in ("optimizer", "lr0", "warmup_epochs", "imgsz"):
+        assert args[k] == shapes[k], k
+    assert (args["epochs"], args["batch"], args["nbs"], args["teacher"]) == (3, 8, 8, "t.pt")

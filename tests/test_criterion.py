@@ -179,3 +179,19 @@ def test_obb_criterion_identical_teacher_zero_and_angle_term(tmp_path):
     _, off = LDOBBLoss(model, teacher_from(model, lambda o: turn(o, 0.4)))(model(b["img"]), b)
     assert off["ald_loss"] > 1e-3 and off["ld_loss"] < 1e-6
     assert crit.assigner.last.fg_mask.any()
+
+
+def test_teacher_runs_in_the_autocast_dtype_it_is_given_and_losses_stay_float32(student):
+    """The trainer wraps the loss in autocast (fp16 on CUDA with AMP); here bfloat16 on the CPU stands in."""
+    head = perturbed(student)
+    b = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(b["img"])
+        assert out["boxes"].dtype == torch.bfloat16 and out["scores"].dtype == torch.bfloat16
+        assert torch.is_inference(out["boxes"])  # no autograd graph is kept for the teacher
+        student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS})
+        student.train()
+        loss, items = LDDetectionLoss(student, head)(student(b["img"]), b)
+    assert all(items[k].dtype == torch.float32 and torch.isfinite(items[k]) and items[k] > 0 for k in NAMES[3:])
+    loss[3:].sum().backward()  # gradients flow to the student through the fp32 loss math
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)

@@ -70,11 +70,41 @@ def test_distillation_columns_logged_finite_nonzero(distilled):
     assert trainer.loss_names == ("box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss")
 
 
-def test_student_improves(distilled):
+@pytest.fixture(scope="module")
+def plain(tmp_root, student_yaml, shapes_yaml):
+    """The same student, data, seed and schedule as `distilled`, trained by plain Ultralytics."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    trainer = DetectionTrainer(overrides=train_args(tmp_root, "plain", student_yaml, shapes_yaml))
+    trainer.train()
+    return trainer
+
+
+def teacher_distance(student_pt: Path, teacher_pt: Path, shapes_yaml: Path) -> tuple[float, float]:
+    """Mean (edge KL, class KD) between a student's and the teacher's raw heads over the val images."""
+    import cv2
+
+    from ultrald.distill.losses import binary_kd, kl_distill
+
+    student, teacher = (load_checkpoint(p)[0].float().eval() for p in (student_pt, teacher_pt))
+    files = sorted((Path(shapes_yaml).parent / "images" / "val").glob("*.png"))
+    img = torch.stack([torch.from_numpy(cv2.imread(str(f))[..., ::-1].copy()).permute(2, 0, 1) for f in files]) / 255
+    with torch.no_grad():
+        s, t = (m(img)[1] for m in (student, teacher))
+    edges = lambda x: x["boxes"].transpose(1, 2).reshape(-1, 4, 16)  # noqa: E731
+    ld = kl_distill(edges(s), edges(t), 1.0).mean().item()
+    kd = binary_kd(s["scores"].transpose(1, 2), t["scores"].transpose(1, 2), 2.0).mean().item()
+    return ld, kd
+
+
+def test_distilled_student_is_closer_to_the_teacher_than_plain(distilled, plain, teacher_pt, shapes_yaml):
+    """Same student, data, seed and schedule: the distilled one mimics the teacher's edges and scores more closely
+    than the plain one does. (At this size no model, the teacher included, reaches a non-zero mAP: accuracy gains
+    are measured in bench/, not here.)"""
     trainer, _ = distilled
-    rows = read_results(trainer.save_dir)
-    supervised = [r["train/box_loss"] + r["train/cls_loss"] + r["train/dfl_loss"] for r in rows]
-    assert (supervised[-1] + supervised[-2]) / 2 < 0.85 * supervised[0], supervised  # ~0.74 at the time of writing
+    ld_d, kd_d = teacher_distance(trainer.best, teacher_pt, shapes_yaml)
+    ld_p, kd_p = teacher_distance(plain.best, teacher_pt, shapes_yaml)
+    assert ld_d < 0.8 * ld_p and kd_d < 0.5 * kd_p, (ld_d, ld_p, kd_d, kd_p)
 
 
 def test_teacher_frozen_and_unchanged(distilled, teacher_pt, shapes_yaml):
@@ -91,7 +121,7 @@ def test_teacher_frozen_and_unchanged(distilled, teacher_pt, shapes_yaml):
     torch.testing.assert_close(teacher(image)[0], reference(image)[0], atol=1e-4, rtol=1e-4)
 
 
-def test_checkpoint_is_the_plain_student(distilled, tmp_root, teacher_pt, student_yaml, shapes_yaml):
+def test_checkpoint_is_the_plain_student(distilled, plain, teacher_pt):
     trainer, _ = distilled
     ckpt = torch.load(trainer.best, weights_only=False)
     student = ckpt["model"]  # strip_optimizer moved the EMA there
@@ -103,30 +133,37 @@ def test_checkpoint_is_the_plain_student(distilled, tmp_root, teacher_pt, studen
     assert args["teacher"] == str(Path(teacher_pt).resolve()) and args["teacher_hash"] == f"sha256:{sha256(teacher_pt)}"
     assert (args["ld"], args["kd"], args["vlr"], args["kd_region"]) == (16.0, 0.5, True, "all")
     # the same size as the same student trained without distillation
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
-    plain = DetectionTrainer(overrides=train_args(tmp_root, "plain", student_yaml, shapes_yaml, epochs=1))
-    plain.train()
     plain_ckpt = torch.load(plain.best, weights_only=False)["model"]
     assert sum(p.numel() for p in student.parameters()) == sum(p.numel() for p in plain_ckpt.parameters())
     assert abs(trainer.best.stat().st_size - plain.best.stat().st_size) < 4096
 
 
 def test_checkpoint_loads_validates_predicts_in_plain_ultralytics(distilled, shapes_yaml):
+    """Plain Ultralytics, without ultrald imported, loads, validates and predicts with best.pt, and its raw outputs are
+    those of the student the trainer trained."""
     trainer, _ = distilled
     image = next((shapes_yaml.parent / "images/val").glob("*.png"))
+    probe = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(0))
+    out_file = trainer.save_dir / "o.pt"
+    torch.save(probe, trainer.save_dir / "probe.pt")
     code = f"""
 import sys
+import torch
 from ultralytics import YOLO
 m = YOLO(r"{trainer.best}")
 metrics = m.val(data=r"{shapes_yaml}", imgsz={IMGSZ}, batch=8, plots=False, verbose=False)
 r = m.predict(r"{image}", imgsz={IMGSZ}, verbose=False)
-assert m.task == "detect" and len(r) == 1 and metrics.box.map50 >= 0
+assert m.task == "detect" and len(r) == 1 and 0 <= metrics.box.map50 <= 1
+last = YOLO(r"{trainer.last}").model.float()
+torch.save(last(torch.load(r"{trainer.save_dir / "probe.pt"}"))[0], r"{out_file}")
 assert not any(k.startswith("ultrald") for k in sys.modules), "plain Ultralytics must not need ultrald"
 print("OK")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+    student = copy.deepcopy(trainer.ema.ema).float().eval()  # the final EMA weights, which last.pt holds
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(out_file), student(probe)[0], atol=2e-2, rtol=2e-2)
 
 
 def test_cli_train(tmp_root, teacher_pt, student_yaml, shapes_yaml):

@@ -115,3 +115,13 @@ def test_trainer_refuses_missing_teacher_before_creating_a_run(tmp_path, shapes_
     with pytest.raises(TeacherError, match="teacher= is required"):
         LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), project=str(project)))
     assert not project.exists()  # nothing written
+
+
+def test_explicit_dis_is_kept_and_ultralytics_defaults_do_not_override_ultrald():
+    from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT
+
+    from ultrald.cfg import ld_cfg
+
+    assert ld_cfg({"dis": 6.0})["dis"] == 6.0  # a recipe that sets Ultralytics' default value on purpose
+    assert ld_cfg({**DEFAULT_CFG_DICT, "save_dir": ""})["dis"] == 0.0  # a DDP worker's cfg: ultrald's default holds
+    assert ld_cfg(DEFAULT_CFG)["dis"] == 0.0 and ld_cfg({**DEFAULT_CFG_DICT, **LD_DEFAULTS, "dis": 6.0})["dis"] == 6.0

@@ -13,10 +13,10 @@ import sys
 from typing import Any
 
 from ultralytics.cfg import DEFAULT_CFG_PATH, MODES, TASKS, merge_equals_args, parse_key_value_pair
-from ultralytics.utils import LOGGER, YAML, checks
+from ultralytics.utils import LOGGER
 
 from . import __version__
-from .cfg import LD_CFG_PATH, ld_cfg
+from .cfg import LD_CFG_PATH, ld_cfg, recipe
 from .errors import UltraldError
 
 # What a user's mistake raises: printed as one line (exit 2) unless ULTRALD_TRACEBACK=1 or --traceback is given.
@@ -36,7 +36,8 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld help | version
     yolo-ld --traceback ...        show the full traceback of an error (or set ULTRALD_TRACEBACK=1)
 
-Keys use Ultralytics' key=value syntax; 'cfg=recipe.yaml' merges a yaml of keys. The student that comes out is a
+Keys use Ultralytics' key=value syntax; 'cfg=recipe.yaml' merges a yaml of keys, 'cfg=coco|voc|dota|shapes' a
+bundled recipe. The student that comes out is a
 plain Ultralytics model: use it with 'yolo' or ultralytics.YOLO. Distillation keys and defaults:
 """
 
@@ -75,8 +76,7 @@ def parse_args(args: list[str]) -> tuple[str | None, dict[str, Any]]:
         if "=" in a:
             k, v = parse_key_value_pair(a)
             if k == "cfg" and v is not None:
-                recipe = {k2: v2 for k2, v2 in YAML.load(checks.check_yaml(v)).items() if k2 != "cfg"}
-                overrides = {**recipe, **overrides}
+                overrides = {**recipe(v), **overrides}
             else:
                 overrides[k] = v
         elif a in MODES:

@@ -18,19 +18,23 @@ from typing import Any
 
 from ultralytics.utils import LOGGER, colorstr
 
+from .cfg import recipe
+
+SHAPES = recipe("shapes")  # the training settings of the benchmark (bench/bench.py): one recipe for both
+
 
 @dataclass(frozen=True)
 class DemoConfig:
     """What the demo trains; every field is a `yolo-ld demo key=value` argument."""
 
     teacher_model: str = "yolov8-w125.yaml"  # see ultrald/models.py
-    student_model: str = "yolov8-w0625.yaml"
+    student_model: str = SHAPES["model"]
     epochs: int = 12  # student epochs
     teacher_epochs: int = 24
     n_train: int = 600
     n_val: int = 200
-    imgsz: int = 128
-    batch: int = 16
+    imgsz: int = SHAPES["imgsz"]
+    batch: int = SHAPES["batch"]
     seed: int = 0
     device: str = "cpu"
     project: str = "runs/ultrald-demo"
@@ -47,32 +51,26 @@ def shapes_data(cfg: DemoConfig) -> Path:
     return generate(Path(cfg.data_dir or DATASETS_DIR) / f"ultrald-shapes-demo-{cfg.imgsz}-{cfg.n_train}", shapes)
 
 
+def run_args(model: str, data: Path, name: str, epochs: int, cfg: DemoConfig, **extra) -> dict[str, Any]:
+    """Return the train overrides of one demo run: the shapes recipe's settings with the demo's model and sizes."""
+    from .models import resolve_model
+
+    args = {k: v for k, v in SHAPES.items() if k not in {"model", "data"}}
+    args.update(model=resolve_model(model), data=str(data), epochs=epochs, imgsz=cfg.imgsz, batch=cfg.batch)
+    args.update(device=cfg.device, seed=cfg.seed, project=str(Path(cfg.project).resolve()), name=name)
+    args.update(exist_ok=True, plots=False, nbs=cfg.batch)  # nbs = batch: an optimizer step every batch
+    return {**args, **extra}
+
+
 def train_run(kind: str, model: str, data: Path, name: str, epochs: int, cfg: DemoConfig, **extra) -> dict[str, Any]:
     """Train one run ('plain' with Ultralytics' DetectionTrainer, 'ld' with LDTrainer) and return its summary."""
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from .engine.trainer import LDTrainer
-    from .models import resolve_model
 
-    args = dict(
-        model=resolve_model(model),
-        data=str(data),
-        epochs=epochs,
-        imgsz=cfg.imgsz,
-        batch=cfg.batch,
-        device=cfg.device,
-        seed=cfg.seed,
-        project=str(Path(cfg.project).resolve()),
-        name=name,
-        exist_ok=True,
-        plots=False,
-        optimizer="SGD",  # the benchmark's settings (bench/bench.py, cfg/shapes.yaml)
-        lr0=0.02,
-        warmup_epochs=1,
-        nbs=cfg.batch,  # an optimizer step every batch: four times Ultralytics' steps (nbs=64) in a short run
-        **extra,
+    trainer = (LDTrainer if kind == "ld" else DetectionTrainer)(
+        overrides=run_args(model, data, name, epochs, cfg, **extra)
     )
-    trainer = (LDTrainer if kind == "ld" else DetectionTrainer)(overrides=args)
     start = time.time()
     trainer.train()
     return summarize(trainer, name, time.time() - start)

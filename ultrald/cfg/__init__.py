@@ -14,6 +14,8 @@ from ..distill.losses import ALD_TYPES
 
 LD_CFG_PATH = Path(__file__).parent / "default.yaml"
 LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
+RECIPES_DIR = Path(__file__).parent / "recipes"  # the one place each recipe lives: coco, voc, dota, shapes
+RECIPES = tuple(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
 
 _WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis", "ld_box", "ld_o2o")
 _TEMPERATURES = ("ld_temp", "kd_temp")
@@ -22,15 +24,28 @@ KD_REGIONS = ("main", "all")
 METRICS = (None, "coco", "voc", "dota")
 
 
+def recipe(name: str | Path) -> dict[str, Any]:
+    """Return the keys of a recipe: a bundled one by name ('coco', 'voc', 'dota', 'shapes') or a yaml file's path."""
+    path = Path(name)
+    if not path.is_file() and path.stem in RECIPES and path.suffix in {"", ".yaml"}:
+        path = RECIPES_DIR / f"{path.stem}.yaml"  # also the old repository paths, cfg/coco.yaml ...
+    if not path.is_file():
+        raise FileNotFoundError(f"cfg='{name}' is neither a recipe ({', '.join(RECIPES)}) nor a yaml file.")
+    return {k: v for k, v in YAML.load(path).items() if k != "cfg"}
+
+
 def ld_cfg(cfg: str | Path | dict | SimpleNamespace = DEFAULT_CFG) -> dict[str, Any]:
     """Return the full default cfg dict: Ultralytics' keys plus ultrald's, with `cfg` laid over them.
 
-    A value in `cfg` equal to Ultralytics' own default counts as unset, so ultrald's defaults (e.g. dis=0) hold when a
-    caller, such as an Ultralytics DDP worker, passes Ultralytics' default dict.
+    Every key a recipe or dict sets is kept, `dis=6.0` included. Only Ultralytics' own complete default cfg (what a
+    DDP worker is given, with no ultrald key in it) is read as "unset" where it holds Ultralytics' defaults, so that
+    ultrald's defaults (e.g. dis=0) hold there; the worker's real settings arrive as overrides.
     """
     merged = {**DEFAULT_CFG_DICT, **LD_DEFAULTS}
     given = cfg2dict(cfg)
-    merged.update({k: v for k, v in given.items() if k not in DEFAULT_CFG_DICT or v != DEFAULT_CFG_DICT[k]})
+    if DEFAULT_CFG_DICT.keys() <= given.keys() and not (LD_DEFAULTS.keys() - DEFAULT_CFG_DICT.keys()) & given.keys():
+        given = {k: v for k, v in given.items() if k not in DEFAULT_CFG_DICT or v != DEFAULT_CFG_DICT[k]}
+    merged.update(given)
     return merged
 
 

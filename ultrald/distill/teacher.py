@@ -195,10 +195,11 @@ class TeacherHead:
         """Return the teacher head dict ('boxes' (B, 4*reg_max, A), 'scores' (B, nc, A)[, 'angle']) for `img`.
 
         `branch` picks the branch of an end-to-end teacher ('one2many' or 'one2one'); a dense teacher has one output.
-        The forward runs once per batch however many student branches ask.
+        The forward runs once per batch however many student branches ask, under inference mode (no autograd
+        bookkeeping) and under whatever autocast the trainer set (fp16 with AMP on CUDA); the losses cast to fp32.
         """
         if not self.shared and img is not self._img:
-            with torch.no_grad():
+            with torch.inference_mode():
                 self.model(img)
             self._img = img
         return self.output.get(branch, self.output) if self.end2end else self.output
