@@ -44,11 +44,20 @@ def test_bench_tiny(tmp_path):
     assert (out / "results.png").stat().st_size > 1000
 
 
-def test_grad_scale_reports_every_term_on_the_logits_it_trains(teacher_pt, shapes_yaml):
+def test_grad_scale_reports_every_term_on_the_logits_it_trains(teacher_pt, shapes_yaml, tmp_path):
+    import torch
+
     sys.path.insert(0, str(BENCH.parent))
     from grad_scale import grad_scale
 
-    rows = grad_scale(str(teacher_pt), str(teacher_pt), str(shapes_yaml), batches=1, imgsz=64, batch=4)
+    ckpt = torch.load(teacher_pt, weights_only=False)  # a student that is not the teacher: its weights perturbed
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in ckpt["model"].parameters():
+            p.add_((torch.randn(p.shape, generator=g) * 0.05).to(p.dtype))
+    student = tmp_path / "student.pt"
+    torch.save(ckpt, student)
+    rows = grad_scale(str(student), str(teacher_pt), str(shapes_yaml), batches=1, imgsz=64, batch=4)
     assert list(rows) == ["box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss"]
     for name in ("dfl_loss", "ld_loss"):  # edge distributions only
         assert rows[name][1] > 0 and rows[name][2] == 0, name

@@ -12,7 +12,6 @@ from ultralytics.nn.tasks import DetectionModel
 
 from ultrald.cfg import LD_DEFAULTS
 from ultrald.distill.criterion import LDDetectionLoss
-from ultrald.distill.losses import class_kd
 from ultrald.distill.teacher import TeacherHead, load_teacher
 
 NAMES = ("box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss")
@@ -118,22 +117,32 @@ def test_weights_scale_and_switch_terms(student):
     assert vlr_kd["vlr_loss"] > 0
 
 
-def test_dense_kd_is_the_class_kd_of_every_grid_point_over_the_target_score_sum(student):
-    other = perturbed(student)
+def test_dense_kd_is_the_bernoulli_kl_of_every_grid_point_over_the_target_score_sum(student):
+    """A teacher equal to the student but for one class logit at one grid point: dense KD is exactly the Bernoulli KL
+    of that one logit, written out by hand, times T^2 and kd, over the target-score sum."""
+    point, delta, temp = 17, 3.0, 2.0
+
+    def raise_one_logit(out):
+        out["scores"][0, 1, point] += delta
+
+    teacher = teacher_from(student, raise_one_logit)
     student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS, "kd_region": "all", "kd": 0.7})
     student.eval()
-    crit, b = LDDetectionLoss(student, other), batch()
+    crit, b = LDDetectionLoss(student, teacher), batch()
     preds = student(b["img"])
     _, items = crit(preds, b)
-    s, t = (x["scores"].transpose(1, 2).reshape(-1, 3) for x in (preds[1], other(b["img"])))  # eval: (y, raw)
-    expected = class_kd(s, t, 2.0).sum() * 0.7 / crit.assigner.last.target_scores.sum().clamp(min=1)
-    torch.testing.assert_close(items["kd_loss"], expected)
-    _, main = run(
-        student, other, kd=0.7, kd_region="main"
-    )  # the positives only, weighted by their target scores: far smaller
-    assert 0 < main["kd_loss"] < expected / 5
-    _, ld_main = run(student, other, kd=0.7, kd_region="all")
-    torch.testing.assert_close(ld_main["ld_loss"], main["ld_loss"])  # LD stays on the main region
+    logit = preds[1]["scores"][0, 1, point].item()
+    p, q = (1 / (1 + math.exp(-x / temp)) for x in (logit + delta, logit))
+    kl = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+    expected = 0.7 * temp**2 * kl / crit.assigner.last.target_scores.sum().clamp(min=1).item()
+    assert items["kd_loss"].item() == pytest.approx(expected, rel=1e-4)
+    assert items["ld_loss"] < 1e-6  # the edges are the student's own
+
+    other = perturbed(student)
+    _, dense = run(student, other, kd=0.7, kd_region="all")
+    _, main = run(student, other, kd=0.7, kd_region="main")  # the positives only, weighted by their target scores
+    assert 0 < main["kd_loss"] < dense["kd_loss"] / 5
+    torch.testing.assert_close(dense["ld_loss"], main["ld_loss"])  # LD stays on the main region
 
 
 def test_batch_without_boxes_gives_zero_not_nan(student):
