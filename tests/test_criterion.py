@@ -204,3 +204,27 @@ def test_teacher_runs_in_the_autocast_dtype_it_is_given_and_losses_stay_float32(
     assert all(items[k].dtype == torch.float32 and torch.isfinite(items[k]) and items[k] > 0 for k in NAMES[3:])
     loss[3:].sum().backward()  # gradients flow to the student through the fp32 loss math
     assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("weight", ["student", "teacher", "target"])
+def test_main_weight_is_a_weighted_mean_over_the_positives(student, weight):
+    """main_weight picks each positive's weight; LD is then the weighted mean of the per-positive edge KL."""
+    from ultrald.distill.losses import kl_distill
+
+    other = perturbed(student)
+    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS, "main_weight": weight, "vlr": False})
+    student.eval()
+    crit, b = LDDetectionLoss(student, other), batch()
+    preds = student(b["img"])[1]
+    _, items = crit(preds, b)
+    t = other(b["img"])
+    fg = crit.assigner.last.fg_mask
+    w = {
+        "student": preds["scores"].sigmoid().amax(1),
+        "teacher": t["scores"].sigmoid().amax(1),
+        "target": crit.assigner.last.target_scores.sum(-1),
+    }[weight][fg]
+    s_edges, t_edges = (x["boxes"].transpose(1, 2)[fg].view(-1, 4, 16) for x in (preds, t))
+    kl = kl_distill(s_edges, t_edges, LD_DEFAULTS["ld_temp"]).mean(-1)
+    norm = w.sum().clamp(min=1) if weight == "target" else w.sum()  # Ultralytics' floor for target scores only
+    torch.testing.assert_close(items["ld_loss"], LD_DEFAULTS["ld"] * (w * kl).sum() / norm, rtol=1e-5, atol=1e-7)

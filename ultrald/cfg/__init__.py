@@ -9,6 +9,7 @@ from typing import Any
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, cfg2dict
 from ultralytics.utils import YAML
 
+from ..distill.criterion import MAIN_WEIGHTS
 from ..distill.edges import BOX_TYPES
 from ..distill.losses import ALD_TYPES
 
@@ -75,6 +76,8 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")
     if a.get("kd_region", "main") not in KD_REGIONS:
         raise ValueError(f"'kd_region={a['kd_region']}' is not one of {KD_REGIONS}.")
+    if a.get("main_weight", "target") not in MAIN_WEIGHTS:
+        raise ValueError(f"'main_weight={a['main_weight']}' is not one of {tuple(MAIN_WEIGHTS)}.")
     if a.get("ld_box_type", BOX_TYPES[0]) not in BOX_TYPES:
         raise ValueError(f"'ld_box_type={a['ld_box_type']}' is not one of {BOX_TYPES}.")
     if a.get("ald_type", "sin2") not in ALD_TYPES:

@@ -27,17 +27,40 @@ class Assignment(NamedTuple):
     fg_mask: torch.Tensor  # (B, A) positives
 
 
-def normalizer(target_scores_sum: torch.Tensor) -> torch.Tensor:
-    """Return the sum of the target scores over all ranks divided by their number (the local sum without DDP).
+def normalizer(weight_sum: torch.Tensor, floor: float = 1.0) -> torch.Tensor:
+    """Return a sum of weights over all ranks divided by their number (the local sum without DDP), at least `floor`.
 
     Ultralytics multiplies each rank's loss by the world size and DDP averages the gradients, so dividing each rank's
-    sum by this makes the distillation terms independent of how the batch is split over ranks.
+    sum by this makes the distillation terms independent of how the batch is split over ranks. `floor=1` is
+    Ultralytics' own clamp of its target-score sum.
     """
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return target_scores_sum.clamp(min=1)
-    total = target_scores_sum.detach().clone()
+        return weight_sum.detach().clamp(min=floor)
+    total = weight_sum.detach().clone()
     dist.all_reduce(total)
-    return total.clamp(min=1) / dist.get_world_size()
+    return total.clamp(min=floor) / dist.get_world_size()
+
+
+def target_weight(preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
+    """(B, A) the assigner's IoU-aligned target score of each positive: the DFL loss's own weight (the default)."""
+    return assigned.target_scores.sum(-1)
+
+
+def student_score_weight(preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
+    """(B, A) the student's detached top class probability on each positive (the weighting of the paper's code)."""
+    return preds["scores"].detach().float().sigmoid().amax(1) * assigned.fg_mask
+
+
+def teacher_score_weight(preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
+    """(B, A) the teacher's top class probability on each positive: a teacher-quality weight."""
+    return teacher["scores"].float().sigmoid().amax(1) * assigned.fg_mask
+
+
+# main_weight= -> the per-positive weight of the main-region terms, which are normalised by its sum
+MAIN_WEIGHTS = {"target": target_weight, "student": student_score_weight, "teacher": teacher_score_weight}
+# the floor of that sum: 1 for target scores, as Ultralytics clamps them for DFL; the score weights give a true
+# weighted mean, which early in training (scores ~0.01) a floor of 1 would shrink a hundredfold
+WEIGHT_FLOORS = {"target": 1.0, "student": 1e-6, "teacher": 1e-6}
 
 
 def nonfinite(named: dict[str, torch.Tensor]) -> list[str]:
@@ -136,15 +159,27 @@ class DistillationLoss:
         batch_size = preds["scores"].shape[0]
         return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}
 
+    @property
+    def kd_dense(self) -> bool:
+        """Whether KD runs on every grid point (then normalised like Ultralytics' cls loss) rather than the main region."""
+        return self.hyp.kd > 0 and self.hyp.kd_region == "all" and self.dense_kd
+
     def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
-        """Return the weighted distillation terms of one batch, in the order of `names`."""
+        """Return the weighted distillation terms of one batch, in the order of `names`.
+
+        The main-region and VLR terms are divided by the sum of the main weights (`main_weight`), dense KD by the
+        target-score sum, as Ultralytics' cls loss is.
+        """
         h = self.hyp
-        w_main = assigned.target_scores.sum(-1)  # (B, A), the DFL loss weight
+        w_main = MAIN_WEIGHTS[h.main_weight](preds, teacher, assigned)  # (B, A), zero off the positives
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
         w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
         rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of main region + VLR
-        terms = self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows])
-        return torch.stack(terms) / normalizer(assigned.target_scores.sum())
+        terms = torch.stack(self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows]))
+        norm = normalizer(w_main.sum(), WEIGHT_FLOORS[h.main_weight]).expand(len(terms)).clone()
+        if self.kd_dense:
+            norm[self.names.index("kd_loss")] = normalizer(assigned.target_scores.sum())
+        return terms / norm
 
     def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
         """Return (ld, vlr, kd), unnormalised sums over the region `rows` with main/VLR weights (N,) per row.
@@ -160,7 +195,7 @@ class DistillationLoss:
             ld_rows = self.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
         if h.kd > 0 or (use_vlr and h.vlr_kd > 0):
             s, t = (x["scores"].transpose(1, 2) for x in (preds, teacher))  # (B, A, nc)
-            if h.kd > 0 and h.kd_region == "all" and self.dense_kd:
+            if self.kd_dense:
                 kd_grid = class_kd(s, t, h.kd_temp, h.kd_type)  # (B, A)
                 kd, kd_rows = kd_grid.sum() * h.kd, kd_grid[rows]
             else:
