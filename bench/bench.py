@@ -1,4 +1,4 @@
-"""Side-by-side distillation benchmark on the embedded synthetic shapes (run by hand; results go to bench/README.md).
+"""Side-by-side distillation benchmark on an embedded synthetic dataset (run by hand; results go to bench/README.md).
 
 The same student, the same data, epochs, batch, image size and seeds, trained:
     plain      Ultralytics, no teacher
@@ -8,11 +8,14 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     ld_vlr     LD on the main region and the VLR
     full       LD + VLR + classification KD (ultrald's defaults)
     full_fi    full + Ultralytics' feature imitation at the best dis
+    minimal    the minimal logit-distillation recipe (cfg=minimal): LD and KD on the positives, student-score weights
+    full_o2m   full on the one-to-many branch only (ld_o2o=0), for end-to-end students (YOLOv10, YOLO26)
 
     python bench/bench.py                          # the documented run (hours on a 2-core CPU)
     python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
     python bench/bench.py --configs plain,full --seeds 0 --jobs 1
-    python bench/bench.py --task obb --configs plain,full,full_ald_l1,full_no_ald   # the angle terms on rotated shapes
+    python bench/bench.py --data digits            # any embedded dataset: shapes, shapes-obb, digits, crowd, photo ...
+    python bench/bench.py --data shapes-obb --configs plain,full,full_ald_l1,full_no_ald   # the angle terms
     python bench/bench.py --configs plain,full,t2 --variant t2=full:ld_temp=2,ld=8   # a variant of a config, for tuning
 
 Each run is its own subprocess (clean timing and peak memory); `--jobs` runs that many at once. Results are cached per
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -45,32 +49,45 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     "ld_vlr": ("ld", {"kd": 0.0}),
     "full": ("ld", {}),
     "full_fi": ("ld", {}),  # dis from the sweep
-    # OBB only (--task obb): the angle term
+    # OBB datasets only: the angle term
     "full_ald_l1": ("ld", {"ald_type": "l1"}),
     "full_no_ald": ("ld", {"ald": 0.0}),
+    "minimal": ("ld", {k: v for k, v in recipe("minimal").items() if k != "dis"}),
+    "full_o2m": ("ld", {"ld_o2o": 0.0}),
 }
 OBB_ONLY = {"full_ald_l1", "full_no_ald"}
+OPTIONAL = {"full_o2m"}  # run when named: the one-to-one ablation of end-to-end students
+
+
+# each dataset's size in the bench: images of its own side, as many as a 2-core CPU trains in minutes per run
+BENCH_DATA = {
+    "shapes": dict(imgsz=128, n_train=400, n_val=150),
+    "shapes-obb": dict(imgsz=128, n_train=400, n_val=150),
+    "digits": dict(imgsz=160, n_train=400, n_val=150),
+    "crowd": dict(imgsz=192, n_train=400, n_val=150),
+    "photo": dict(imgsz=160, n_train=400, n_val=150),
+    "crowd-obb": dict(imgsz=192, n_train=400, n_val=150),
+}
 
 
 @dataclass
 class Setup:
-    """The benchmark's fixed settings (the same for every run)."""
+    """The benchmark's fixed settings (the same for every run); 0 sizes are the dataset's own (BENCH_DATA)."""
 
-    task: str = "detect"  # or 'obb' (models become yolov8-obb-*, data the rotated shapes)
-    teacher_model: str = "yolov8-w125.yaml"
-    student_model: str = SHAPES["model"]
-    epochs: int = SHAPES["epochs"]
-    teacher_epochs: int = 20
-    n_train: int = 1000
-    n_val: int = 300
-    imgsz: int = SHAPES["imgsz"]
+    data: str = "shapes"  # an embedded dataset (ultrald.data.synthetic.SYNTHETIC); its task picks the models' head
+    task: str = "detect"  # set from the dataset
+    teacher_model: str = "yolov8-w25.yaml"  # YOLOv8n's size; on an OBB dataset the -obb counterpart
+    student_model: str = SHAPES["model"]  # half its width
+    epochs: int = SHAPES["epochs"]  # the short schedule; the teacher's own is --epochs 30
+    teacher_epochs: int = 30
+    n_train: int = 0
+    n_val: int = 0
+    imgsz: int = 0
     batch: int = SHAPES["batch"]
     optimizer: str = SHAPES["optimizer"]
     lr0: float = SHAPES["lr0"]
     warmup_epochs: float = SHAPES["warmup_epochs"]
-    nbs: int = SHAPES[
-        "nbs"
-    ]  # nominal batch = batch: an optimizer step every batch (Ultralytics' 64 would accumulate 4)
+    nbs: int = SHAPES["nbs"]  # = batch: an optimizer step every batch (Ultralytics' 64 would accumulate several)
     device: str = "cpu"
     threads: int = 1
 
@@ -168,7 +185,6 @@ def run_one(spec: dict) -> dict:
     return {
         "mAP50-95": metrics["metrics/mAP50-95(B)"],  # OBB metrics carry the same keys
         "mAP50": metrics["metrics/mAP50(B)"],
-        "last3_mAP50-95": statistics.mean(r["metrics/mAP50-95(B)"] for r in rows[-3:]),
         "curve": [r["metrics/mAP50-95(B)"] for r in rows],
         "sec_per_iter": statistics.median(steps) if steps else float("nan"),
         "train_seconds": seconds,
@@ -230,6 +246,11 @@ def spec_for(setup: Setup, data: str, out: Path, teacher: str, config: str, seed
     return {"trainer": trainer, "teacher": teacher, "args": args, "threads": setup.threads}
 
 
+def last_epochs(run: dict, n: int = 5) -> float:
+    """Mean val mAP50-95 of a run's last `n` epochs: steadier than one epoch's on a small benchmark."""
+    return statistics.mean(run["curve"][-n:])
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value, NaN when a value is)."""
     if any(v != v for v in values):
@@ -247,7 +268,7 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
         f"{teacher['params']:,} params; student `{setup.student_model}`; seeds {seeds}; "
         f"best dis of the sweep: {best_dis}",
         "",
-        "| run | mAP50-95 | mAP50 | last-3-epoch mAP50-95 | gap recovered | s/iter | peak MB | params | GFLOPs "
+        "| run | mAP50-95 | mAP50 | last-5-epoch mAP50-95 | gap recovered | s/iter | peak MB | params | GFLOPs "
         "| weights bytes | ckpt bytes |",
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -255,7 +276,7 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
     for name, runs in results.items():
         m, s = mean_std([r["mAP50-95"] for r in runs])
         m50, s50 = mean_std([r["mAP50"] for r in runs])
-        l3, sl3 = mean_std([r["last3_mAP50-95"] for r in runs])
+        l5, sl5 = mean_std([last_epochs(r) for r in runs])
         rec = [(r["mAP50-95"] - plain) / gap if gap > 0 else float("nan") for r in runs]
         rm, rs = mean_std(rec)
         it = statistics.mean(r["sec_per_iter"] for r in runs)
@@ -263,14 +284,14 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
         r0 = runs[0]
         label = f"{name} (dis={best_dis})" if name in {"fi_best", "full_fi"} else name
         lines.append(
-            f"| {label} | {m:.4f} ± {s:.4f} | {m50:.4f} ± {s50:.4f} | {l3:.4f} ± {sl3:.4f} | "
+            f"| {label} | {m:.4f} ± {s:.4f} | {m50:.4f} ± {s50:.4f} | {l5:.4f} ± {sl5:.4f} | "
             f"{rm:+.2f} ± {rs:.2f} | {it:.3f} | {mem:.0f} | {r0['params']:,} | {r0['gflops']:.2f} | "
             f"{r0['weights_bytes']:,} | {r0['ckpt_bytes']:,} |"
         )
         table[name] = {
             "mAP50-95": [m, s],
             "mAP50": [m50, s50],
-            "last3_mAP50-95": [l3, sl3],
+            "last5_mAP50-95": [l5, sl5],
             "gap_recovered": [rm, rs],
             "sec_per_iter": it,
             "peak_mem_mb": mem,
@@ -279,6 +300,9 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
             "weights_bytes": r0["weights_bytes"],
             "ckpt_bytes": r0["ckpt_bytes"],
             "per_seed": [r["mAP50-95"] for r in runs],
+            "per_seed_mAP50": [r["mAP50"] for r in runs],
+            "per_seed_last5": [last_epochs(r) for r in runs],
+            "runs": [r["save_dir"] for r in runs],
         }
     md = "\n".join(lines) + "\n"
     (out / "results.md").write_text(md)
@@ -295,11 +319,11 @@ def report(setup: Setup, results: dict, teacher: dict, best_dis: float | None, o
             indent=1,
         )
     )
-    plot(results, teacher, out / "results.png")
+    plot(results, teacher, out / "results.png", f"{setup.data}, {setup.student_model}")
     return md
 
 
-def plot(results: dict, teacher: dict, file: Path) -> None:
+def plot(results: dict, teacher: dict, file: Path, title: str) -> None:
     """Mean mAP50-95 per epoch of each configuration, with the teacher's final value as a line."""
     import matplotlib
 
@@ -312,7 +336,7 @@ def plot(results: dict, teacher: dict, file: Path) -> None:
         n = min(len(c) for c in curves)
         ax.plot(range(1, n + 1), [statistics.mean(c[i] for c in curves) for i in range(n)], label=name)
     ax.axhline(teacher["mAP50-95"], color="k", ls="--", lw=1, label="teacher")
-    ax.set(xlabel="epoch", ylabel="mAP50-95 (val), mean over seeds", title="ultrald bench: synthetic shapes")
+    ax.set(xlabel="epoch", ylabel="mAP50-95 (val), mean over seeds", title=f"ultrald bench: {title}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(file, dpi=120)
@@ -333,53 +357,61 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--data-dir", type=Path, default=None, help="where the dataset is drawn (default: Ultralytics')")
-    p.add_argument("--configs", help="comma-separated (default: every config that applies to --task)")
+    p.add_argument("--configs", help="comma-separated (default: every config that applies to the dataset's task)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--dis-sweep", type=float, nargs="*", default=[0.25, 1.0, 3.0], help="dis values tried on seed 0")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each gets --threads torch threads)")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument("--out", type=Path, help="results folder (default: bench/out/DATA)")
     p.add_argument("--teacher", type=Path, help="a teacher checkpoint trained on the same data (skips training one)")
     p.add_argument("--tiny", action="store_true", help="a minute-long smoke run of the whole pipeline")
     p.add_argument("--variant", action="append", default=[], help="NAME=BASE:key=value,... a config with other keys")
     for k, v in asdict(Setup()).items():
-        p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+        if k != "task":
+            p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     a = p.parse_args(argv)
     if a.one:
         a.result.write_text(json.dumps(run_one(json.loads(a.one))))
         return 0
 
-    setup = Setup(**{k: getattr(a, k) for k in asdict(Setup())})
+    from ultrald.data.synthetic import SYNTHETIC
+
+    if a.data not in SYNTHETIC:
+        raise SystemExit(f"--data {a.data}: known datasets are {list(SYNTHETIC)}")
+    setup = Setup(**{k: getattr(a, k) for k in asdict(Setup()) if k != "task"}, task=SYNTHETIC[a.data].task)
+    for k, v in BENCH_DATA[setup.data].items():
+        setattr(setup, k, getattr(setup, k) or v)
     variants = [add_variant(v) for v in a.variant]
     if a.tiny:
         setup = Setup(
-            task=setup.task, epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, nbs=8, threads=1
-        )
+            data=setup.data, task=setup.task, student_model=setup.student_model, teacher_model=setup.teacher_model,
+            epochs=1, teacher_epochs=1, n_train=16, n_val=8, imgsz=64, batch=8, nbs=8, threads=1,
+        )  # fmt: skip
         a.dis_sweep = a.dis_sweep[:1]
-    default = [c for c in CONFIGS if c not in OBB_ONLY and c not in variants] + variants
+    default = [c for c in CONFIGS if c not in OBB_ONLY | OPTIONAL and c not in variants] + variants
     configs = [c for c in a.configs.split(",") if c] if a.configs else default
     if setup.task != "obb" and OBB_ONLY & set(configs):
-        raise SystemExit(f"configs {sorted(OBB_ONLY & set(configs))} compare the angle term: they need --task obb")
+        raise SystemExit(f"configs {sorted(OBB_ONLY & set(configs))} compare the angle term: they need an OBB dataset")
     unknown = set(configs) - set(CONFIGS)
     if unknown:
         raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")
-    out = a.out
+    out = a.out or Path(__file__).parent / "out" / setup.data
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.utils import DATASETS_DIR
 
-    from ultrald.data.shapes import ShapesConfig, generate
+    from ultrald.data.synthetic import generate_named
     from ultrald.models import resolve_model
     from ultrald.utils import ensure_offline_fonts
 
     ensure_offline_fonts()
-    if setup.task == "obb":  # the rotated counterparts of the default models
+    if setup.task == "obb":  # the rotated counterparts of the models: yolov8-w125.yaml -> yolov8-obb-w125.yaml
         setup.teacher_model, setup.student_model = (
-            m.replace("yolov8-w", "yolov8-obb-w") for m in (setup.teacher_model, setup.student_model)
+            re.sub(r"^([a-z0-9]+)-w(\d+)", r"\1-obb-w\2", m) for m in (setup.teacher_model, setup.student_model)
         )
     setup.student_model, teacher_yaml = resolve_model(setup.student_model), resolve_model(setup.teacher_model)
-    shapes = ShapesConfig(task=setup.task, n_train=setup.n_train, n_val=setup.n_val, imgsz=setup.imgsz)
-    folder = f"ultrald-shapes{'-obb' if setup.task == 'obb' else ''}-bench-{setup.imgsz}-{setup.n_train}"
-    data = str(generate((a.data_dir or DATASETS_DIR) / folder, shapes))
+    folder = (a.data_dir or DATASETS_DIR) / f"ultrald-{setup.data}-bench-{setup.imgsz}-{setup.n_train}"
+    sizes = dict(n_train=setup.n_train, n_val=setup.n_val, imgsz=setup.imgsz)
+    data = str(generate_named(setup.data, folder, **sizes))
 
     teacher_spec = {
         "trainer": "val" if a.teacher else "plain",

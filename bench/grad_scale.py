@@ -23,7 +23,7 @@ def grad_scale(student: str, teacher: str, data: str, batches: int = 4, **overri
     from ultralytics.nn.tasks import load_checkpoint
 
     from ultrald.cfg import check_ld_args, ld_cfg
-    from ultrald.data.shapes import resolve_data
+    from ultrald.data.synthetic import resolve_data
     from ultrald.distill.criterion import LDDetectionLoss, LDOBBLoss
     from ultrald.distill.teacher import TeacherHead, head_task, load_teacher
 

@@ -63,3 +63,18 @@ def test_grad_scale_reports_every_term_on_the_logits_it_trains(teacher_pt, shape
         assert rows[name][1] > 0 and rows[name][2] == 0, name
     for name in ("cls_loss", "kd_loss"):  # class logits only
         assert rows[name][1] == 0 and rows[name][2] > 0, name
+
+
+def test_cost_splits_a_step_into_its_labelled_parts(teacher_pt, shapes_yaml, student_yaml, tmp_path):
+    sys.path.insert(0, str(BENCH.parent))
+    from cost import cost
+
+    r = cost(str(teacher_pt), warmup=1, data=str(shapes_yaml), model=str(student_yaml), imgsz=64, batch=8,
+             project=str(tmp_path))  # fmt: skip
+    assert r["iterations"] == 5  # 48 images in batches of 8, the first one left out
+    for part in ("ultrald teacher forward", "ultralytics loss", "ultrald terms", "ultrald VLR region", "ultrald LD",
+                 "ultrald KD"):  # fmt: skip
+        assert r[part] > 0, part
+    # the parts of ultrald's terms lie inside it, and the labelled parts inside the step
+    assert r["ultrald VLR region"] + r["ultrald LD"] + r["ultrald KD"] <= r["ultrald terms"]
+    assert 0 < r["student"] < r["step"]

@@ -101,8 +101,9 @@ def test_shapes_recipe_is_the_benchmark_setup():
     _, o = parse_args(["train", "cfg=shapes"])
     setup = bench.Setup()
     assert o["model"] == setup.student_model
-    for k in ("epochs", "imgsz", "batch", "optimizer", "lr0", "warmup_epochs", "nbs"):
+    for k in ("epochs", "batch", "optimizer", "lr0", "warmup_epochs", "nbs"):
         assert o[k] == getattr(setup, k), k
+    assert o["imgsz"] == bench.BENCH_DATA["shapes"]["imgsz"]  # each dataset has its own side
 
 
 def test_demo_trains_with_the_shapes_recipe():

@@ -16,6 +16,7 @@ from conftest import FAST, IMGSZ, tiny_yaml
 
 from ultrald.data.coco import convert_coco
 from ultrald.eval.coco import COCO_KEYS, coco_detections, coco_evaluate, load_ground_truth
+from ultrald.eval.protocol import batch_labels
 
 
 @pytest.fixture
@@ -250,13 +251,12 @@ def oracle(cls: type) -> type:
     class Oracle(cls):
         def update_metrics(self, preds, batch):
             for si in range(len(preds)):
-                pb = self._prepare_batch(si, batch)
-                n = len(pb["cls"])
+                boxes, cls = batch_labels(batch, si)
                 preds[si] = {
-                    "bboxes": pb["bboxes"].clone(),
-                    "conf": torch.ones(n),
-                    "cls": pb["cls"].clone(),
-                    "extra": torch.zeros(n, 0),
+                    "bboxes": boxes,
+                    "conf": torch.ones(len(cls)),
+                    "cls": cls,
+                    "extra": torch.zeros(len(cls), 0),
                 }
             super().update_metrics(preds, batch)
 
@@ -327,17 +327,12 @@ def test_validator_maps_perfect_predictions_to_ap_1(tiny):
     """Exact boxes, mapped back to original image ids, category ids and pixels, score AP 1 on the original json."""
     from ultralytics import YOLO
 
-    from ultrald.eval.coco import Validator, run_validator
+    from ultrald.eval.coco import Validator
 
     root, data_yaml, shapes, teacher = tiny
     for name, data in ("json", data_yaml), ("labels", shapes):  # converted: the original json; plain: the labels
-        v = run_validator(
-            oracle(Validator),
-            YOLO(str(teacher)),
-            dict(
-                data=str(data), imgsz=IMGSZ, batch=8, plots=False, project=str(root / "runs"), name=name, exist_ok=True
-            ),
-        )
+        args = dict(data=str(data), imgsz=IMGSZ, batch=8, plots=False, project=str(root / "runs"), name=name)
+        v = oracle(Validator).run(YOLO(str(teacher)), **args, exist_ok=True)
         assert v.results["AP"] == v.results["AP50"] == 1.0, name
         assert v.args.max_det == 100  # COCO's detections per image
     assert {d["image_id"] for d in v.detections} == set(range(8))  # plain: image ids are positions

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import IMGSZ, tiny_yaml
+from ultralytics.utils import ops
 
 from ultrald.data.dota import (
     DOTA_CLASSES,
@@ -19,25 +20,24 @@ from ultrald.data.dota import (
     cli,
     clip_object,
     convert_dota,
-    min_area_rect,
     parse_dota_txt,
     parse_patch_name,
     patch_name,
     windows,
 )
+from ultrald.eval.ap import match
 from ultrald.eval.dota import (
     IOU_THRS,
     Detections,
     GroundTruth,
     dota_evaluate,
-    match_image,
     merge_patches,
     poly_iou,
     poly_nms,
     read_task1,
-    voc07_ap,
     write_task1,
 )
+from ultrald.eval.protocol import batch_labels
 
 V10 = DOTA_CLASSES["1.0"]
 PLANE, SHIP, SMALL_VEHICLE, LARGE_VEHICLE, HARBOR = (
@@ -175,11 +175,6 @@ def test_clip_object_by_hand():
     # the same diamond in a window offset by (5, 0): points come back in window coordinates
     points, _ = clip_object(diamond, (5, 0, 80, 100))
     assert np.allclose(points, [(45, 10), (75, 50), (45, 90), (5, 50)])
-    # minimum-area rectangle of a 3-4-5 right triangle: along the hypotenuse (5 x 2.4 = 12) beats the legs (12 too;
-    # the first hull edge wins ties) - check its area only
-    corners = min_area_rect(np.array([(0, 0), (4, 0), (0, 3)], float))
-    sides = np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[3] - corners[0])
-    assert sides[0] * sides[1] == pytest.approx(12)
 
 
 def test_convert_and_split_exact_labels(dota_root, tmp_path):
@@ -285,15 +280,6 @@ def test_poly_iou_and_nms_by_hand():
     assert poly_nms(boxes, [0.7, 0.8, 0.9], 0.5).tolist() == [2, 1, 0]
 
 
-def test_voc07_ap_by_hand():
-    """11-point AP with the devkit's recall points."""
-    # recall .5, .5, 1 at precision 1, .5, 2/3: points 0 ... 0.5 see precision 1, points 0.6 ... 1 see 2/3
-    assert voc07_ap([0.5, 0.5, 1.0], [1.0, 0.5, 2 / 3]) == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
-    # the devkit's np.arange points make the 4th point 0.30000000000000004: a recall of exactly 0.3 reaches 3 points
-    assert voc07_ap([0.3], [1.0]) == pytest.approx(3 / 11)
-    assert voc07_ap([], []) == 0.0
-
-
 def test_dota_evaluate_by_hand():
     """AP at every IoU threshold on hand-built detections with known IoUs (difficult ignored, IoU must exceed)."""
     gt = {
@@ -334,7 +320,7 @@ def test_dota_evaluate_by_hand():
     assert r["mAP50"] == pytest.approx(ap50 / 2) and r["mAP75"] == pytest.approx(0.25)  # plane and ship
     assert (r["images"], r["ignored"]) == (2, 1)
     # the match itself at two thresholds
-    tp, fp = match_image(poly_iou(dets["A"].polys, gt["A"].polys[:3]), dets["A"].scores, gt["A"].difficult[:3])
+    tp, fp = match(poly_iou(dets["A"].polys, gt["A"].polys[:3]), dets["A"].scores, gt["A"].difficult[:3], IOU_THRS)
     assert tp[:, 0].tolist() == [True, False, False, False, True] and fp[:, 0].tolist() == [0, 0, 1, 1, 0]
     assert tp[:, IOU_THRS.index(0.8)].tolist() == [False, False, True, False, False]
 
@@ -346,7 +332,8 @@ def test_merge_patches_gives_back_the_boxes(tmp_path):
     boxes = []  # rotated rectangles far apart (IoU 0 between them), small enough to fit whole in some patch
     for cx, cy in ((30, 30), (130, 45), (250, 60), (60, 150), (170, 120), (270, 170)):
         boxes.append((cx, cy, rng.uniform(10, 24), rng.uniform(6, 10), rng.uniform(-0.7, 2.3)))
-    truth = Detections.from_xywhr(boxes, np.linspace(0.9, 0.4, len(boxes)), [PLANE, SHIP] * 3)
+    polys = ops.xywhr2xyxyxyxy(np.array(boxes)).reshape(-1, 8)
+    truth = Detections(polys, np.linspace(0.9, 0.4, len(boxes)), [PLANE, SHIP] * 3)
     patch_dets, patches = {}, {}
     for rate in (1.0, 0.5):
         for x0, y0, x1, y1 in windows(round(w * rate), round(h * rate), size, gap):
@@ -358,17 +345,19 @@ def test_merge_patches_gives_back_the_boxes(tmp_path):
             patch_dets[name] = Detections(
                 (pts[inside] - (x0, y0)).reshape(-1, 8), truth.scores[inside] + noise, truth.classes[inside]
             )
-    assert sum(len(d) for d in patch_dets.values()) > 2 * len(boxes)  # duplicates across patches and scales
+    assert sum(len(d.scores) for d in patch_dets.values()) > 2 * len(boxes)  # duplicates across patches and scales
     for mapping in (patches, None):  # from the mapping, or parsed from the names
         merged = merge_patches(patch_dets, mapping)
         assert list(merged) == ["P9"]
         m = merged["P9"]
-        assert len(m) == len(boxes)
+        assert len(m.scores) == len(boxes)
         order = np.argsort(-truth.scores)
         assert np.allclose(m.polys, truth.polys[order]) and np.allclose(m.scores, truth.scores[order])
         assert m.classes.tolist() == truth.classes[order].tolist()
     # without NMS every shifted duplicate stays
-    assert len(merge_patches(patch_dets, patches, iou=None)["P9"]) == sum(len(d) for d in patch_dets.values())
+    assert len(merge_patches(patch_dets, patches, iou=None)["P9"].scores) == sum(
+        len(d.scores) for d in patch_dets.values()
+    )
 
     files = write_task1(merged, V10, tmp_path / "Task1")
     assert sorted(f.name for f in files) == sorted(f"Task1_{c}.txt" for c in V10)
@@ -385,9 +374,8 @@ class OracleMixin:
 
     def update_metrics(self, preds, batch):
         for si in range(len(preds)):
-            pb = self._prepare_batch(si, batch)
-            n = len(pb["cls"])
-            preds[si] = {"bboxes": pb["bboxes"].clone(), "conf": torch.ones(n), "cls": pb["cls"].clone()}
+            boxes, cls = batch_labels(batch, si, obb=True)
+            preds[si] = {"bboxes": boxes, "conf": torch.ones(len(cls)), "cls": cls}
         super().update_metrics(preds, batch)
 
 
@@ -412,20 +400,29 @@ def test_validator_and_val_on_converted_dota(dota_root, tmp_path):
     assert r["mode"].startswith("full images") and r["images"] == 1
     assert r["mAP50"] == 1.0 and r["mAP50-95"] == pytest.approx(1.0)  # the small vehicle seen twice merged once
     assert (r["classes"]["plane"]["gt"], r["classes"]["plane"]["difficult"]) == (1, 1)
-    assert len(v.detections["P0002"]) == 4  # plane, ship, small vehicle, and the difficult plane
+    assert len(v.detections["P0002"].scores) == 4  # plane, ship, small vehicle, and the difficult plane
     assert stats["fitness"] == stats["metrics/mAP50(dota)"] == 1.0
 
-    results = dota.val(model, **args, name="val", conf=0.001, device="cpu")
-    assert all(math.isfinite(results[k]) and 0 <= results[k] <= 1 for k in ("mAP50", "mAP75", "mAP50-95"))
+    # val(), the protocol's entry point: the small vehicle seen in two patches is one Task1 line on the full image
+    results = Oracle.val(model, **args, name="val")
+    assert results["mAP50"] == 1.0 and results["task1"] == str(tmp_path / "val/Task1")
+    assert json.loads((tmp_path / "val/dota_results.json").read_text())["classes"]["ship"]["AP50"] == 1.0
     assert len(list((tmp_path / "val/Task1").glob("Task1_*.txt"))) == 15
-    assert json.loads((tmp_path / "val/dota_results.json").read_text())["task1"] == str(tmp_path / "val/Task1")
+    (vehicle,) = (tmp_path / "val/Task1/Task1_small-vehicle.txt").read_text().splitlines()
+    corners = np.array(vehicle.split()[2:], float).reshape(4, 2)
+    assert vehicle.startswith("P0002 1.000000 ") and np.allclose(
+        sorted(corners.tolist()), sorted(np.reshape(rect(50, 10, 60, 20), (4, 2)).tolist()), atol=0.01
+    )
+    unmerged = Oracle.val(model, **args, name="unmerged", merge_iou=None)  # a Python-only option: no NMS
+    assert unmerged["classes"]["small-vehicle"]["dets"] == 2 and unmerged["mAP50"] == 1.0  # the duplicate is an FP last
 
-    # through the CLI: convert, then val metric=dota
+    # through the CLI: convert, then val metric=dota on the test split (no ground truth: Task1 files only)
     assert main(["convert", "dota", str(dota_root), str(tmp_path / "c"), "--size", str(IMGSZ), "--gap", "16"]) == 0
     cli_args = [f"model={model_yaml}", f"data={tmp_path / 'c/data.yaml'}", "metric=dota", f"imgsz={IMGSZ}"]
     assert main(["val", *cli_args, f"project={tmp_path}", "name=cli", "exist_ok=True", "split=test"]) == 0
-    assert json.loads((tmp_path / "cli/dota_results.json").read_text())["mode"] == "no ground truth"
-    assert len((tmp_path / "cli/Task1/Task1_plane.txt").read_text().splitlines()) <= 2 * 1000  # merged, 2 patches
+    results = json.loads((tmp_path / "cli/dota_results.json").read_text())
+    assert (results["mode"], results["images"]) == ("no ground truth", 1)  # two patches of P0003
+    assert len(list((tmp_path / "cli/Task1").glob("Task1_*.txt"))) == 15
 
 
 def test_validator_without_patches_or_annotations(dota_root, tmp_path):
@@ -463,28 +460,37 @@ def test_validator_without_patches_or_annotations(dota_root, tmp_path):
     assert v.results["mAP50"] == 1.0 and v.results["classes"]["plane"]["difficult"] == 0
 
 
-def test_trainer_fitness_is_dota_map(dota_root, tmp_path):
-    """A trainer whose get_validator returns dota.Validator records the DOTA numbers and takes mAP50 as fitness."""
+def test_trainer_metric_dota_is_the_fitness(dota_root, tmp_path, monkeypatch):
+    """`metric=dota` on ultrald's trainer: the registry's DOTA validator runs every epoch and its mAP50 is the fitness.
+
+    The validator predicts the labels exactly, so Ultralytics' own mAP is 1; the protocol is handed no ship
+    detections, so DOTA mAP50 is 2/3 (plane 1, ship 0, small vehicle 1): a fitness of 2/3 can only come from it.
+    """
     from conftest import FAST
-    from ultralytics.models.yolo.obb import OBBTrainer
+    from ultralytics import YOLO
 
-    from ultrald.eval import dota
+    from ultrald import LDOBBTrainer
+    from ultrald.eval import Benchmark, dota
 
-    class Trainer(OBBTrainer):
-        def get_validator(self):
-            v = super().get_validator()
-            return dota.Validator(v.dataloader, v.save_dir, v.args, v.callbacks)
+    class NoShips(OracleMixin, dota.Validator):
+        def evaluate(self):
+            for r in self.records:
+                keep = r["classes"] != SHIP
+                r.update(polys=r["polys"][keep], scores=r["scores"][keep], classes=r["classes"][keep])
+            return super().evaluate()
 
-    seen = []
+    monkeypatch.setattr(dota, "Validator", NoShips)  # what Benchmark.DOTA.validator hands the trainer
     data_yaml = convert_dota(dota_root, tmp_path / "d", size=IMGSZ, gap=16, splits=("train", "val"))
     model = tiny_yaml(tmp_path / "m.yaml", 0.0625, "v8/yolov8-obb.yaml", nc=15)
     overrides = {"model": str(model), "data": str(data_yaml), "epochs": 1, "imgsz": IMGSZ, "batch": 4, "workers": 0}
-    overrides.update(plots=False, project=str(tmp_path), name="train", exist_ok=True, **FAST)
-    trainer = Trainer(overrides=overrides)
-    trainer.add_callback("on_fit_epoch_end", lambda t: seen.append((dict(t.metrics), t.fitness, t.validator)))
+    overrides.update(plots=False, project=str(tmp_path), name="train", exist_ok=True, metric="dota", **FAST)
+    teacher = YOLO(str(model))  # untrained: only the validator's numbers matter here
+    teacher.model.names = dict(enumerate(V10))
+    trainer = LDOBBTrainer(overrides={**overrides, "teacher": teacher})
     trainer.train()
-    metrics, fitness, validator = seen[0]
-    assert isinstance(validator, dota.Validator) and validator.results["mode"].startswith("full images")
-    assert fitness == pytest.approx(metrics["metrics/mAP50(dota)"], abs=1e-5)
+    assert Benchmark.DOTA.validator is NoShips and type(trainer.validator) is NoShips
+    metrics = trainer.metrics
+    assert metrics["metrics/mAP50(B)"] > 0.99 and metrics["metrics/mAP50(dota)"] == pytest.approx(2 / 3, abs=1e-5)
+    assert trainer.fitness == trainer.best_fitness == pytest.approx(2 / 3, abs=1e-5)
     assert {"metrics/mAP75(dota)", "metrics/mAP50-95(dota)"} <= set(metrics)
     assert "metrics/mAP50(dota)" in (tmp_path / "train/results.csv").read_text()

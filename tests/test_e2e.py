@@ -221,15 +221,19 @@ def test_resume_rebuilds_teacher(tmp_root, teacher_pt, student_yaml, shapes_yaml
 
 
 def test_ld_with_ultralytics_feature_imitation_and_teacher_object(tmp_root, teacher_pt, student_yaml, shapes_yaml):
-    """dis > 0 runs Ultralytics' DistillationModel beside LD (one teacher forward); a YOLO object works as teacher."""
+    """dis > 0 runs Ultralytics' DistillationModel beside LD (one teacher forward), handed over to LD after
+    `dis_until` of the epochs; a YOLO object works as teacher."""
     from ultralytics import YOLO
 
     combined = LDTrainer(
-        overrides=train_args(tmp_root, "dis", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=1, dis=0.5)
+        overrides=train_args(
+            tmp_root, "dis", student_yaml, shapes_yaml, teacher=str(teacher_pt), epochs=2, dis=0.5, dis_until=0.5
+        )
     )
     combined.train()
-    row = read_results(combined.save_dir)[0]
-    assert row["train/dis_loss"] > 0 and row["train/ld_loss"] > 0
+    first, second = read_results(combined.save_dir)
+    assert first["train/dis_loss"] > 0 and first["train/ld_loss"] > 0
+    assert second["train/dis_loss"] == 0 and second["train/ld_loss"] > 0  # the feature term is off from epoch 2
     assert type(load_checkpoint(combined.best)[0]).__name__ == "DetectionModel"
 
     model = YOLO(str(student_yaml))
@@ -239,6 +243,15 @@ def test_ld_with_ultralytics_feature_imitation_and_teacher_object(tmp_root, teac
         **train_args(tmp_root, "obj", student_yaml, shapes_yaml, epochs=1),
     )
     assert read_results(tmp_root / "runs" / "obj")[0]["train/ld_loss"] > 0
+
+
+def test_feature_weight_falls_along_a_half_cosine_then_stays_off():
+    from ultrald.engine.trainer import feature_weight
+
+    assert [feature_weight(6.0, 0.0, e, 10) for e in (0, 5, 9)] == [6.0] * 3  # constant, as Ultralytics
+    assert [round(feature_weight(6.0, 0.5, e, 10), 6) for e in range(7)] == [6.0, 5.427051, 3.927051, 2.072949,
+                                                                             0.572949, 0.0, 0.0]  # fmt: skip
+    assert feature_weight(6.0, 1.0, 5, 10) == pytest.approx(3.0)
 
 
 def test_metric_coco_is_the_fitness(tmp_root, teacher_pt, student_yaml, shapes_yaml):

@@ -171,6 +171,33 @@ def test_resume_from_another_directory_with_a_relative_teacher(tmp_path, teacher
     assert rows(last.parent.parent) == 2
 
 
+def test_resume_of_a_run_taught_by_a_python_object_takes_the_same_object_again(
+    tmp_path, teacher_pt, student_yaml, shapes_yaml, capsys
+):
+    from ultralytics import YOLO
+
+    teacher = YOLO(str(teacher_pt))
+    overrides = args(tmp_path / "runs", "obj", student_yaml, shapes_yaml, teacher_pt)
+    trainer = LDTrainer(overrides={**overrides, "teacher": teacher})
+    trainer.add_callback("on_fit_epoch_end", lambda t: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    last, before = trainer.last, sha256(trainer.last)
+    assert torch.load(last, weights_only=False)["train_args"]["teacher_hash"].startswith("weights:")
+    # the checkpoint cannot hold the object: the CLI says how to resume, in one line
+    assert entrypoint(["train", f"resume={last}"]) == 2
+    assert "pass the same YOLO object again as teacher=" in capsys.readouterr().err
+    other = YOLO(str(teacher_pt))
+    with torch.no_grad():
+        other.model.model[-1].cv2[0][2].bias.add_(0.1)
+    with pytest.raises(TeacherError, match="is not the teacher this run was trained with"):
+        LDTrainer(overrides=dict(resume=str(last), teacher=other))
+    assert sha256(last) == before
+    resumed = LDTrainer(overrides=dict(resume=str(last), teacher=YOLO(str(teacher_pt))))  # the same weights
+    resumed.train()
+    assert rows(resumed.save_dir) == 2
+
+
 def test_resume_true_with_model_resumes_that_run_only(tmp_path, teacher_pt, student_yaml, shapes_yaml, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = interrupted(tmp_path / "runs", "first", student_yaml, shapes_yaml, teacher_pt)

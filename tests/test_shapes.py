@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ultrald.data.shapes import CLASSES, ShapesConfig, _background, draw_image, generate, label_lines, resolve_data
+from ultrald.data.shapes import CLASSES, ShapesConfig, background, draw_image, generate, label_lines
 
 
 def digest(root):
@@ -40,8 +40,8 @@ def test_existing_dataset_is_reused_and_a_changed_config_regenerates(tmp_path):
 def drawn_mask(cfg, seed):
     """Draw one single-object image and return (pixels that differ from the bare background, objects)."""
     img, objects = draw_image(cfg, np.random.default_rng(seed))
-    background = np.clip(_background(np.random.default_rng(seed), cfg.imgsz), 0, 255)  # same stream, first draw
-    return np.abs(img.astype(float) - background).max(-1) > 2, objects
+    bare = np.clip(background(np.random.default_rng(seed), cfg.imgsz), 0, 255)  # same stream, first draw
+    return np.abs(img.astype(float) - bare).max(-1) > 2, objects
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -78,7 +78,3 @@ def test_obb_label_is_the_tight_rotated_rectangle_of_the_drawn_pixels(seed):
     assert inside.min() >= -1.5  # every drawn pixel lies in the rectangle (anti-aliasing: up to a diagonal px)
     drawn_rect = cv2.minAreaRect(np.argwhere(mask)[:, ::-1].astype(np.float32) + 0.5)
     assert cv2.contourArea(rect) <= (drawn_rect[1][0] + 2.5) * (drawn_rect[1][1] + 2.5)  # and it is tight
-
-
-def test_resolve_data_passes_other_names_through():
-    assert resolve_data("coco.yaml") == "coco.yaml" and resolve_data(None) is None

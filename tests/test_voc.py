@@ -12,8 +12,10 @@ import yaml
 from conftest import IMGSZ, tiny_yaml
 
 from ultrald.data.voc import VOC_CLASSES, convert_voc, parse_voc_xml
+from ultrald.eval.ap import ap07, ap_area, average_precision, match
 from ultrald.eval.coco import coco_evaluate, load_ground_truth
-from ultrald.eval.voc import class_ap, match_detections, precision_recall, voc_ap, voc_evaluate, voc_ground_truth
+from ultrald.eval.protocol import batch_labels
+from ultrald.eval.voc import box_iou, voc_evaluate, voc_ground_truth
 
 
 @pytest.fixture
@@ -129,11 +131,15 @@ def test_voc_ap_by_hand():
     11-point: t = 0, .1, .2, .3 -> highest precision at recall >= t is 1; t = .4, .5, .6 -> 2/3; t = .7 ... 1 -> 0:
               (4 * 1 + 3 * 2/3) / 11 = 6/11.
     area:     the envelope is 1 up to recall 1/3, 2/3 up to 2/3, then 0: 1/3 * 1 + 1/3 * 2/3 = 5/9.
+    The reference's recall points: a recall of exactly 0.3 reaches 3 of them (the 4th is 0.30000000000000004), not 4.
     """
     recall, precision = np.array([1, 1, 2, 2]) / 3, np.array([1, 1 / 2, 2 / 3, 1 / 2])
-    assert voc_ap(recall, precision, use_07_metric=True) == pytest.approx(6 / 11)
-    assert voc_ap(recall, precision) == pytest.approx(5 / 9)
-    assert voc_ap(np.array([]), np.array([])) == 0.0 == voc_ap(np.array([]), np.array([]), True)
+    assert ap07(recall, precision) == pytest.approx(6 / 11)
+    assert ap_area(recall, precision) == pytest.approx(5 / 9)
+    assert ap07([0.3], [1.0]) == pytest.approx(3 / 11) and ap07([0.5, 0.5, 1.0], [1.0, 0.5, 2 / 3]) == pytest.approx(
+        (6 + 5 * 2 / 3) / 11
+    )
+    assert ap_area(np.array([]), np.array([])) == 0.0 == ap07(np.array([]), np.array([]))
 
 
 def test_matching_by_hand():
@@ -141,32 +147,29 @@ def test_matching_by_hand():
 
     d1 (A, .9) = A's box              -> TP
     d2 (A, .8) IoU .9 with A's box    -> FP (the box is taken)
-    d3 (A, .7) = A's difficult box    -> ignored: neither TP nor FP
+    d3 (A, .7) = A's difficult box    -> ignored: neither TP nor FP (it repeats the point before it)
     d4 (B, .6) IoU .4 with B's box    -> FP
     d5 (B, .5) IoU .6 with B's box    -> TP
     d6 (C, .4)                        -> FP
-    Counted (d3 left out): TP 1 0 1 0 after FP; cumulative tp 1 1 1 2 2, fp 0 1 2 2 3, npos 2:
-    recall 1/2 1/2 1/2 1 1, precision 1 1/2 1/3 1/2 2/5.
+    cumulative tp 1 1 1 1 2 2, fp 0 1 1 2 2 3, npos 2: recall 1/2 1/2 1/2 1/2 1 1, precision 1 1/2 1/2 1/3 1/2 2/5.
     11-point: t <= .5 (6 points) -> 1; t = .6 ... 1 (5 points) -> 1/2: (6 + 2.5) / 11 = 8.5/11.
     area: envelope 1 up to recall 1/2, then 1/2 up to 1: 1/2 * 1 + 1/2 * 1/2 = 3/4.
     """
-    box = np.array([0.0, 0, 10, 10])
-    gts = {"A": (np.array([box, [20, 20, 30, 30]]), np.array([False, True])), "B": (box[None], np.array([False]))}
-    dets = [
-        ("A", 0.8, [0, 0, 10, 9]),
-        ("A", 0.9, box),
-        ("A", 0.7, [20, 20, 30, 30]),
-        ("B", 0.6, [0, 0, 10, 4]),
-        ("B", 0.5, [0, 0, 10, 6]),
-        ("C", 0.4, box),
-    ]
-    tp, fp = match_detections(dets, gts)
-    assert tp.tolist() == [1, 0, 0, 0, 1, 0] and fp.tolist() == [0, 1, 0, 1, 0, 1]
-    recall, precision = precision_recall(tp, fp, npos=2)
-    assert recall.tolist() == [0.5, 0.5, 0.5, 1, 1] and precision == pytest.approx([1, 1 / 2, 1 / 3, 1 / 2, 2 / 5])
-    r = class_ap(dets, gts)
-    assert r["AP07"] == pytest.approx(8.5 / 11) and r["AP"] == pytest.approx(0.75)
-    assert (r["gt"], r["difficult"], r["dets"]) == (2, 1, 6)
+    box = [0.0, 0, 10, 10]
+    gts = {"A": ([box, [20, 20, 30, 30]], [0, 0], [False, True]), "B": ([box], [0], [False]), "C": ([], [], [])}
+    dets = {
+        "A": ([[0, 0, 10, 9], box, [20, 20, 30, 30]], [0.8, 0.9, 0.7], [0, 0, 0]),
+        "B": ([[0, 0, 10, 4], [0, 0, 10, 6]], [0.6, 0.5], [0, 0]),
+        "C": ([box], [0.4], [0]),
+    }
+    gts = {k: (np.array(b, float).reshape(-1, 4), np.array(c), np.array(d, bool)) for k, (b, c, d) in gts.items()}
+    dets = {k: (np.array(b, float), np.array(s), np.array(c)) for k, (b, s, c) in dets.items()}
+    tp, fp = match(box_iou(dets["A"][0], gts["A"][0]), dets["A"][1], gts["A"][2], np.array([0.5]))
+    assert tp[:, 0].tolist() == [False, True, False] and fp[:, 0].tolist() == [True, False, False]  # d2, d1, d3
+    r = average_precision(dets, gts, box_iou, [0, 1])
+    assert r[0]["AP07"] == pytest.approx([8.5 / 11]) and r[0]["AP"] == pytest.approx([0.75])
+    assert (r[0]["gt"], r[0]["difficult"], r[0]["dets"]) == (2, 1, 6)
+    assert np.isnan(r[1]["AP07"]).all() and r[1]["dets"] == 0  # a class without ground truth
 
 
 def test_difficult_is_ignored_by_voc_and_coco_style(devkit):
@@ -201,13 +204,12 @@ def test_validator_on_converted_voc(devkit, tmp_path):
     class Oracle(voc.Validator):
         def update_metrics(self, preds, batch):
             for si in range(len(preds)):
-                pb = self._prepare_batch(si, batch)
-                n = len(pb["cls"])
+                boxes, cls = batch_labels(batch, si)
                 preds[si] = {
-                    "bboxes": pb["bboxes"].clone(),
-                    "conf": torch.ones(n),
-                    "cls": pb["cls"].clone(),
-                    "extra": torch.zeros(n, 0),
+                    "bboxes": boxes,
+                    "conf": torch.ones(len(cls)),
+                    "cls": cls,
+                    "extra": torch.zeros(len(cls), 0),
                 }
             super().update_metrics(preds, batch)
 

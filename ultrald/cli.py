@@ -7,7 +7,6 @@ yolo-ld help | cfg | version | data shapes
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any
@@ -18,6 +17,7 @@ from ultralytics.utils import LOGGER
 from . import __version__
 from .cfg import LD_CFG_PATH, ld_cfg, recipe
 from .errors import UltraldError
+from .eval import Benchmark
 
 # What a user's mistake raises: printed as one line (exit 2) unless ULTRALD_TRACEBACK=1 or --traceback is given.
 USER_ERRORS = (UltraldError, SyntaxError, ValueError, TypeError, FileNotFoundError)
@@ -96,7 +96,7 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
     """Run `mode` ('train', 'val', 'predict', 'export', ...) on the model named in `overrides`."""
     from ultralytics import YOLO
 
-    from .data.shapes import resolve_data
+    from .data.synthetic import resolve_data
     from .engine.trainer import resume_checkpoint, trainer_for
     from .models import resolve_model, resolve_weights
     from .utils import ensure_offline_fonts
@@ -121,7 +121,7 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
         overrides["data"] = resolve_data(overrides["data"])
     metric = overrides.pop("metric", None)
     if mode == "val" and metric:  # the benchmark's own protocol: pycocotools, VOC07/area AP, DOTA devkit
-        return importlib.import_module(f"ultrald.eval.{metric}").val(yolo, **overrides)
+        return Benchmark(metric).validator.val(yolo, **overrides)
     if mode in {"predict", "track"} and "source" not in overrides:
         raise SyntaxError(f"'source' is required, e.g. 'yolo-ld {mode} model={model} source=images/'")
     return getattr(yolo, mode)(**overrides)
@@ -151,20 +151,20 @@ def main(args: list[str]) -> int:
     elif first == "cfg":
         print(DEFAULT_CFG_PATH.read_text() + "\n# ultrald\n" + LD_CFG_PATH.read_text())
     elif first == "convert":
-        formats = {"coco": "coco", "voc": "voc", "dota": "dota"}
+        formats = [b.value for b in Benchmark]
         if len(args) < 2 or args[1] not in formats:
-            raise SyntaxError(f"'yolo-ld convert FORMAT ...' with FORMAT one of {list(formats)}")
-        return importlib.import_module(f"ultrald.data.{formats[args[1]]}").cli(args[2:])
+            raise SyntaxError(f"'yolo-ld convert FORMAT ...' with FORMAT one of {formats}")
+        return Benchmark(args[1]).convert(args[2:])
     elif first == "demo":
         from .demo import cli as demo
 
         return demo(args[1:])
     elif first == "data":
-        from .data.shapes import ALIASES, resolve_data
+        from .data.synthetic import SYNTHETIC, resolve_data
 
         name = args[1] if len(args) > 1 else "shapes"
-        if name not in ALIASES:
-            raise SyntaxError(f"'yolo-ld data {name}': known datasets are {list(ALIASES)}")
+        if name not in SYNTHETIC:
+            raise SyntaxError(f"'yolo-ld data {name}': known datasets are {list(SYNTHETIC)}")
         print(resolve_data(name))
     else:
         mode, overrides = parse_args(args)

@@ -12,6 +12,7 @@ from ultralytics.utils import YAML
 from ..distill.criterion import MAIN_WEIGHTS
 from ..distill.edges import BOX_TYPES
 from ..distill.losses import ALD_TYPES
+from ..eval import Benchmark
 
 LD_CFG_PATH = Path(__file__).parent / "default.yaml"
 LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
@@ -22,7 +23,7 @@ _WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis", "ld_box", "ld_o2o")
 _TEMPERATURES = ("ld_temp", "kd_temp")
 KD_TYPES = ("binary", "softmax")
 KD_REGIONS = ("main", "all")
-METRICS = (None, "coco", "voc", "dota")
+METRICS = (None, *(b.value for b in Benchmark))  # metric=: a benchmark's own protocol, or Ultralytics' mAP
 
 
 def recipe(name: str | Path) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
     Ultralytics type-checks only its own keys, so ours are checked here.
     """
     a = args if isinstance(args, dict) else vars(args)
-    for k in (*_WEIGHTS, *_TEMPERATURES, "vlr_alpha", "vlr_scale"):
+    for k in (*_WEIGHTS, *_TEMPERATURES, "vlr_alpha", "vlr_scale", "dis_until"):
         v = a.get(k, LD_DEFAULTS[k])
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"'{k}={v}' is of type {type(v).__name__}, expected a number, e.g. '{k}={LD_DEFAULTS[k]}'.")
@@ -68,6 +69,8 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
             raise ValueError(f"'{k}={a[k]}' must be > 0; the paper uses ld_temp=10, kd_temp=2.")
     if not 0 <= a.get("vlr_alpha", 0.25) < 1:
         raise ValueError(f"'vlr_alpha={a['vlr_alpha']}' must lie in [0, 1); the paper uses 0.25.")
+    if not 0 <= a.get("dis_until", 0) <= 1:
+        raise ValueError(f"'dis_until={a['dis_until']}' must lie in [0, 1]: a fraction of the epochs (0: constant dis).")
     if a.get("vlr_scale", 1) <= 0:
         raise ValueError(f"'vlr_scale={a['vlr_scale']}' must be > 0 (virtual anchor side in strides).")
     if not isinstance(a.get("vlr", True), bool):

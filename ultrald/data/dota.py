@@ -1,77 +1,39 @@
-"""DOTA v1.0/v1.5 (images + labelTxt) -> Ultralytics OBB dataset, split into overlapping patches that remember where
-they came from.
+"""DOTA v1.0/v1.5 (images + labelTxt) -> Ultralytics OBB dataset of overlapping patches that remember their origin.
 
     yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 --size 1024 --gap 200 --rates 1.0
 
-Input layouts (per split train, val, test; test has no labels), detected in this order:
-    <root>/<split>/images/*.png  + <root>/<split>/labelTxt/*.txt     as DOTA is distributed, and the DOTA devkit's
-    <root>/images/<split>/*.png  + <root>/labelTxt/<split>/*.txt     (or labels/<split>_original, Ultralytics' layout)
-For v1.5 the folders labelTxt-v1.5/DOTA-v1.5_<split> (as its zips extract) are tried before labelTxt; --labels names
-another folder (relative to the split folder, '{split}' is replaced). Images may be png, jpg or tif.
-
-Output: images/<split>/<patch>.png, labels/<split>/<patch>.txt ('cls x1 y1 ... x4 y4', normalised), patches.json and
-data.yaml, which also records where the original annotations are (what `metric=dota` evaluates against).
-
-Splitting follows the DOTA devkit's ImgSplit: each image is resized by each rate, then cut into size x size windows
-`gap` pixels apart, the last one of each row and column flush with the border. A patch is named
-`<image>__<rate>__<x>___<y>` (x, y: its offset in the resized image), as the devkit names them, and patches.json
-records the same (split -> patch -> [image, rate, x, y]). An object is written into a patch when at least `iof` of its
-area lies in the patch; when it is cut, its label is the minimum-area rectangle of the part inside (the rectangle
-Ultralytics fits to any label polygon), with corners beyond the border moved onto it, and its points ordered like
-the original's. Cut objects below `iof` are left out of that patch (a sliver is no training target). `--size 0`
-converts without splitting (images linked, labels clipped to the image, no patches.json).
-
-Where this differs from the devkit's ImgSplit, on purpose: labels keep float coordinates (it truncates them to
-integers and clamps them to [1, size]); an object cut below `iof` is left out (it writes it with difficult '2', which
-YOLO labels cannot carry); a 5-point cut polygon is not collapsed into a quadrilateral, and 3- or 6+-point ones are
-not dropped (every cut is refitted as above); border patches are not padded to `size` (labels are normalised to the
-patch's own size); objects are clipped to the whole patch (its clipping box stops one pixel short of the image's
-last column and row); `iof` is inclusive (it keeps IoF > 0.7, Ultralytics' split_dota IoF >= 0.7).
-
-Why not Ultralytics' own tools: `convert_dota_to_yolo_obb` takes png only, a fixed 18-class map (any other name
-raises), reads every image with cv2 for its size and keeps difficult objects without a choice; `split_dota` re-encodes
-patches as JPEG, keeps cut objects unclipped, crops multi-scale windows without resizing, and nothing merges or
-evaluates on full images. Here names follow the version, difficult objects are an option (kept by default, as
-Ultralytics and mmrotate train), patches stay png, and the evaluation side lives in ultrald.eval.dota.
+Reads <root>/<split>/{images,labelTxt} (as distributed) or <root>/{images,labelTxt}/<split>; writes images/<split>/
+<patch>.png, labels/<split>/<patch>.txt ('cls x1 y1 ... x4 y4', normalised), patches.json (split -> patch -> [image,
+rate, x, y]) and data.yaml, which names the original annotations `metric=dota` evaluates on. Splitting follows the
+devkit's ImgSplit (windows `gap` apart, the last flush with the border, patches `<image>__<rate>__<x>___<y>`); a cut
+object keeps the minimum-area rectangle of its part inside when at least `iof` of it is inside. Layouts, options and
+the deliberate differences from ImgSplit: datasets/dota.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
-import sys
-import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import shapely
-from ultralytics.utils import LOGGER, TQDM, YAML
+from ultralytics.utils import LOGGER, TQDM
+
+from .common import Problems, clear_cache, converter_cli, image_size, place_image, write_data_yaml, write_label
 
 DOTA_CLASSES = {
-    "1.0": (
-        "plane",
-        "ship",
-        "storage-tank",
-        "baseball-diamond",
-        "tennis-court",
-        "basketball-court",
-        "ground-track-field",
-        "harbor",
-        "bridge",
-        "large-vehicle",
-        "small-vehicle",
-        "helicopter",
-        "roundabout",
-        "soccer-ball-field",
-        "swimming-pool",
-    ),
+    "1.0": tuple(
+        "plane ship storage-tank baseball-diamond tennis-court basketball-court ground-track-field harbor bridge "
+        "large-vehicle small-vehicle helicopter roundabout soccer-ball-field swimming-pool".split()
+    )
 }
 DOTA_CLASSES["1.5"] = (*DOTA_CLASSES["1.0"], "container-crane")
 NAME_STYLES = ("dota", "ultralytics")  # 'storage-tank' (DOTA's files) or 'storage tank' (Ultralytics' DOTA yamls)
@@ -92,33 +54,21 @@ YAML_HEADER = """\
 """
 
 
-@dataclass(frozen=True)
-class DOTAObject:
+class DOTAObject(NamedTuple):
     """One DOTA object: 8 polygon coordinates x1 y1 ... x4 y4 in pixels, class name, difficult flag."""
 
     poly: tuple[float, ...]
     name: str
     difficult: bool
 
-    @property
-    def points(self) -> np.ndarray:
-        """The polygon as a (4, 2) float64 array."""
-        return np.asarray(self.poly, dtype=np.float64).reshape(4, 2)
 
-
-@dataclass(frozen=True)
-class Patch:
+class Patch(NamedTuple):
     """Where a patch comes from: the image stem, the scale rate and the patch's x, y offset in the scaled image."""
 
     image: str
     rate: float
     x: int
     y: int
-
-    @property
-    def name(self) -> str:
-        """The devkit-style patch name '<image>__<rate>__<x>___<y>'."""
-        return patch_name(self.image, self.rate, self.x, self.y)
 
 
 def patch_name(image: str, rate: float, x: int, y: int) -> str:
@@ -127,13 +77,13 @@ def patch_name(image: str, rate: float, x: int, y: int) -> str:
 
 
 def parse_patch_name(name: str) -> Patch | None:
-    """Return the Patch that a name '<image>__<a>__<x>___<y>' describes, or None when it is not one.
+    """Return the Patch that a name '<image>__<a>__<x>___<y>' (file extension optional) describes, or None.
 
-    `a` <= 10 is the DOTA devkit's scale rate. A larger `a` is the window size of Ultralytics' split_dota, which cuts
+    `a` <= 10 is the devkit's scale rate; a larger `a` is the window size of Ultralytics' split_dota, which cuts
     its windows from the unscaled image: rate 1.
     """
     name = Path(name).name
-    m = PATCH_NAME.match(name) or PATCH_NAME.match(Path(name).stem)  # with or without the file extension
+    m = PATCH_NAME.match(name) or PATCH_NAME.match(Path(name).stem)
     if m is None:
         return None
     rate = float(m["rate"])
@@ -155,76 +105,60 @@ def class_names(version: str = "1.0", style: str = "dota") -> tuple[str, ...]:
     return names if style == "dota" else tuple(n.replace("-", " ") for n in names)
 
 
-def polygon(coords) -> shapely.Polygon:
-    """Return the shapely polygon of 8 coordinates; a self-intersecting one (points out of order) as its convex hull."""
-    p = shapely.Polygon(np.asarray(coords, dtype=np.float64).reshape(-1, 2))
-    return p if p.is_valid else p.convex_hull
+def polygons(coords) -> np.ndarray:
+    """Return shapely polygons (N,) of quadrilaterals (N, 8); a self-intersecting one (points out of order) as its
+    convex hull."""
+    geoms = shapely.polygons(np.asarray(coords, dtype=np.float64).reshape(-1, 4, 2))
+    invalid = ~shapely.is_valid(geoms)
+    geoms[invalid] = shapely.convex_hull(geoms[invalid])
+    return geoms
 
 
 def parse_dota_txt(
     file: str | Path, classes: tuple[str, ...] | None = None
 ) -> tuple[list[DOTAObject], dict[str, str], list[tuple[str, str]]]:
-    """Parse a DOTA annotation file: 'x1 y1 x2 y2 x3 y3 x4 y4 class difficult' lines after optional header lines.
+    """Parse a labelTxt file ('x1 y1 ... x4 y4 class [difficult]' lines after 'imagesource:', 'gsd:' header lines);
+    return (objects, header, problems).
 
-    Header lines 'imagesource:...' and 'gsd:...' are returned as a dict. A line without `difficult` (9 fields) is not
-    difficult, as in the devkit. Malformed lines are skipped and returned as problems (kind, 'file:line: reason'):
-    'wrong count' (not 9 or 10 fields), 'non-numeric' (a coordinate or the flag is not a finite number), 'unknown
-    class' (not in `classes`, compared in DOTA's spelling) and 'degenerate' (less than MIN_AREA px^2 of area).
-
-    Args:
-        file (str | Path): The labelTxt file.
-        classes (tuple[str, ...], optional): Known class names; objects get the name as spelled here. None: any.
-
-    Returns:
-        (tuple): objects (list[DOTAObject]), header (dict[str, str]), problems (list[tuple[str, str]]).
+    A line without `difficult` is not difficult, as in the devkit. Malformed lines are skipped and returned as (kind,
+    'file:line: reason'), kinds LINE_PROBLEMS: not 9 or 10 fields, a number that is not finite, a class not in
+    `classes` (compared in DOTA's spelling, named as there; None: any class), or under MIN_AREA px^2 of area.
     """
     known = {canonical_name(c): c for c in classes} if classes else None
     objects, header, problems = [], {}, []
     text = Path(file).read_text(encoding="utf-8-sig", errors="replace")
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line:
-            continue
         key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in HEADER_KEYS:
-            header[key.strip().lower()] = value.strip()
+        if not line or (sep and key.strip().lower() in HEADER_KEYS):
+            header.update({key.strip().lower(): value.strip()} if line else {})
             continue
-        where, shown = f"{file}:{n}", line if len(line) <= 100 else line[:97] + "..."
-        fields = line.split()
+        where, shown, fields = f"{file}:{n}", line if len(line) <= 100 else line[:97] + "...", line.split()
         if len(fields) not in {9, 10}:
-            problems.append(
-                ("wrong count", f"{where}: {len(fields)} fields, not 8 coordinates + class [+ difficult]: '{shown}'")
-            )
+            problems.append(("wrong count", f"{where}: {len(fields)} fields, not 8 coordinates + class [+ difficult]"))
             continue
         try:
             coords = [float(v) for v in fields[:8]]
             difficult = float(fields[9]) if len(fields) == 10 else 0.0
         except ValueError:
-            problems.append(("non-numeric", f"{where}: a coordinate or the difficult flag is not a number: '{shown}'"))
-            continue
+            coords, difficult = [], float("nan")
         if not np.isfinite([*coords, difficult]).all():
-            problems.append(("non-numeric", f"{where}: a coordinate or the difficult flag is not finite: '{shown}'"))
+            problems.append(("non-numeric", f"{where}: a coordinate or the difficult flag is not a finite number"))
             continue
         name = fields[8]
-        if known is not None:
-            if canonical_name(name) not in known:
-                problems.append(("unknown class", f"{where}: class '{name}' is not one of the {len(known)} classes"))
-                continue
-            name = known[canonical_name(name)]
-        area = polygon(coords).area
-        if area < MIN_AREA:
+        if known is not None and canonical_name(name) not in known:
+            problems.append(("unknown class", f"{where}: class '{name}' is not one of the {len(known)} classes"))
+            continue
+        if (area := polygons(coords)[0].area) < MIN_AREA:
             problems.append(("degenerate", f"{where}: the polygon has {area:.3g} px^2 of area: '{shown}'"))
             continue
-        objects.append(DOTAObject(tuple(coords), name, difficult != 0))
+        objects.append(DOTAObject(tuple(coords), known[canonical_name(name)] if known else name, difficult != 0))
     return objects, header, problems
 
 
 def windows(width: int, height: int, size: int, gap: int) -> list[tuple[int, int, int, int]]:
-    """Return the devkit's patch windows (x0, y0, x1, y1) over a width x height image, x-major.
-
-    Windows start every size - gap pixels; the last of each row and column is flush with the border; a side shorter
-    than `size` gets one window of its length (patches are not padded).
-    """
+    """Return the devkit's patch windows (x0, y0, x1, y1) over a width x height image, x-major: every size - gap
+    pixels, the last flush with the border; a side shorter than `size` gets one window of its length (no padding)."""
     if not 0 <= gap < size:
         raise ValueError(f"the gap ({gap}) must be at least 0 and less than the patch size ({size}).")
 
@@ -234,91 +168,36 @@ def windows(width: int, height: int, size: int, gap: int) -> list[tuple[int, int
     return [(x, y, min(x + size, width), min(y + size, height)) for x in starts(width) for y in starts(height)]
 
 
-def min_area_rect(points: np.ndarray) -> np.ndarray | None:
-    """Return the 4 corners (4, 2) of the minimum-area rectangle around `points` (K, 2), or None when they are flat.
-
-    Float64 and exact: the best rectangle has a side on an edge of the convex hull, so every hull edge is tried (the
-    first of equal areas wins). cv2.minAreaRect does the same in float32.
-    """
-    hull = shapely.MultiPoint(np.asarray(points, dtype=np.float64)).convex_hull
-    if not isinstance(hull, shapely.Polygon) or hull.area <= 0:
-        return None
-    h = np.asarray(hull.exterior.coords)[:-1]
-    edges = np.roll(h, -1, 0) - h
-    angles = np.arctan2(edges[:, 1], edges[:, 0])
-    c, s = np.cos(angles), np.sin(angles)
-    rot = np.stack((np.stack((c, s), -1), np.stack((-s, c), -1)), 1)  # (E, 2, 2): rotate each edge onto the x axis
-    q = np.einsum("eij,kj->eki", rot, h)  # hull in each edge's frame
-    lo, hi = q.min(1), q.max(1)
-    best = int(np.argmin(np.prod(hi - lo, 1)))
-    (x0, y0), (x1, y1) = lo[best], hi[best]
-    return np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]) @ rot[best]  # back to image axes
-
-
-def signed_area(points: np.ndarray) -> float:
-    """Return the shoelace area of a (K, 2) polygon: positive when clockwise in image coordinates (y down)."""
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
 def order_like(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Return the 4 `points` in the winding of `reference`, starting at the point that best fits its first point.
-
-    DOTA's first point marks the object's head; of the 4 cyclic starts, the one with the smallest sum of squared
-    distances to the reference points is kept.
-    """
-    if signed_area(points) * signed_area(reference) < 0:
+    """Return the 4 `points` in the winding of `reference`, from the cyclic start closest to it (least squares):
+    DOTA's first point marks the object's head."""
+    if shapely.is_ccw(shapely.LinearRing(points)) != shapely.is_ccw(shapely.LinearRing(reference)):
         points = points[::-1]
     costs = [((np.roll(points, -k, 0) - reference) ** 2).sum() for k in range(4)]
     return np.roll(points, -int(np.argmin(costs)), 0)
 
 
-def clip_object(
-    points: np.ndarray, window: tuple[float, float, float, float], iof: float = 0.7
-) -> tuple[np.ndarray | None, str]:
+def clip_object(points: np.ndarray, window: tuple[float, ...], iof: float = 0.7) -> tuple[np.ndarray | None, str]:
     """Return an object's 4 points (4, 2) in the window's coordinates and how it fits: inside, clipped, cut or outside.
 
-    inside: all points lie in the window, written as they are. clipped: at least `iof` of its area (intersection
-    over its own area) is inside; the points are the minimum-area rectangle of the part inside, corners beyond the
-    window moved onto its border, ordered like the original. cut (less than `iof` inside) and outside give None.
+    inside: all points in the window, as they are. clipped: at least `iof` of its area is inside; the points are the
+    minimum-area rectangle of the part inside (shapely), corners beyond the window moved onto its border, ordered like
+    the original. cut (less than `iof` inside) and outside give None.
     """
     x0, y0, x1, y1 = window
     offset = np.array((x0, y0), dtype=np.float64)
     if ((points >= offset) & (points <= (x1, y1))).all():
         return points - offset, "inside"
-    geometry = polygon(points)
+    geometry = polygons(points)[0]
     inside = geometry.intersection(shapely.box(x0, y0, x1, y1))
     fraction = inside.area / geometry.area if geometry.area > 0 else 0.0
     if fraction <= 0:
         return None, "outside"
-    rect = min_area_rect(shapely.get_coordinates(inside)) if fraction >= iof else None
-    if rect is None:
+    rect = shapely.minimum_rotated_rectangle(inside) if fraction >= iof else None
+    if not isinstance(rect, shapely.Polygon) or rect.area <= 0:
         return None, "cut"
-    rect = np.clip(rect, offset, (x1, y1))
+    rect = np.clip(shapely.get_coordinates(rect)[:4], offset, (x1, y1))
     return order_like(rect, points) - offset, "clipped"
-
-
-def label_line(cls: int, points: np.ndarray, width: float, height: float) -> str:
-    """Return the Ultralytics OBB label line 'cls x1 y1 ... x4 y4' of (4, 2) pixel points in a width x height image."""
-    xy = np.clip(np.asarray(points, dtype=np.float64) / (width, height), 0.0, 1.0)
-    return f"{cls} " + " ".join(f"{v:.6f}" for v in xy.ravel())
-
-
-def image_size(file: Path) -> tuple[int, int] | None:
-    """Return an image's (width, height) from its header (PIL, no decoding), or None when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # DOTA images reach 20000 x 20000
-            try:
-                with Image.open(file) as im:
-                    return im.size
-            finally:
-                Image.MAX_IMAGE_PIXELS = limit
-    except OSError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -335,132 +214,61 @@ class SplitSettings:
     copy: bool = False  # not split: copy the images instead of symlinking them
 
 
-class Problems:
-    """Count skipped lines and files by kind, log the first few of each kind, and keep every message for a report."""
+def convert_image(task: tuple) -> dict:
+    """Split one image into patches (with size 0: link it whole) labelled with its objects, in a worker process.
 
-    def __init__(self, limit: int = 5):
-        """Log at most `limit` messages of each kind; all are counted and kept."""
-        self.counts: Counter = Counter()
-        self.messages: list[str] = []
-        self.limit = limit
-
-    def __call__(self, kind: str, message: str) -> None:
-        """Count one problem of `kind`; log `message` for the first `limit` of them."""
-        self.counts[kind] += 1
-        self.messages.append(f"[{kind}] {message}")
-        if self.counts[kind] <= self.limit:
-            LOGGER.warning(f"ultrald: {message}")
-        elif self.counts[kind] == self.limit + 1:
-            LOGGER.warning(f"ultrald: further '{kind}' problems are counted in the summary, not shown")
-
-
-def _objects_to_labels(
-    objects: list[DOTAObject],
-    cls_of: dict[str, int],
-    window: tuple[int, int, int, int],
-    iof: float,
-    scale: float,
-    counts: Counter,
-    bounds: np.ndarray,
-    placed: np.ndarray,
-) -> list[str]:
-    """Return the label lines of the objects in one window (objects scaled by `scale`), counting how each fits."""
-    x0, y0, x1, y1 = window
-    near = np.flatnonzero((bounds[:, 2] > x0) & (bounds[:, 0] < x1) & (bounds[:, 3] > y0) & (bounds[:, 1] < y1))
-    lines = []
-    for i in near:
-        points, fit = clip_object(objects[i].points * scale, window, iof)
-        counts[fit] += fit in {"clipped", "cut"}
-        if points is not None:
-            placed[i] = True
-            lines.append(label_line(cls_of[objects[i].name], points, x1 - x0, y1 - y0))
-    return lines
-
-
-def split_image(task: tuple) -> dict:
-    """Split one image (and its objects) into patches; return its record, counts and problems. Runs in a worker."""
-    image, label, out_images, out_labels, classes, settings = task
-    s: SplitSettings = settings
-    problems, counts, patches = [], Counter(), {}
-    objects = []
-    if label is not None:
-        objects, _, problems = parse_dota_txt(label, classes)
-        counts["objects"] += len(objects)
-        counts["difficult"] += sum(o.difficult for o in objects)
-        if s.drop_difficult:
-            objects = [o for o in objects if not o.difficult]
-    cls_of = {c: i for i, c in enumerate(classes)}
-    record = {"image": image.name, "patches": patches, "counts": counts, "problems": problems}
-    im = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if im is None:
+    Returns its record: image, size, patches (name -> [image, rate, x, y]), counts, problems; skipped when unreadable.
+    """
+    image, label, out_images, classes, s = task
+    objects, _, problems = parse_dota_txt(label, classes) if label else ([], {}, [])
+    counts = Counter(objects=len(objects), difficult=sum(o.difficult for o in objects))
+    objects = [o for o in objects if not (s.drop_difficult and o.difficult)]
+    record = {"image": image.name, "patches": {}, "counts": counts, "problems": problems}
+    im = cv2.imread(str(image), cv2.IMREAD_COLOR) if s.size else None
+    size = im.shape[1::-1] if im is not None else None if s.size else image_size(image)
+    if size is None:
         problems.append(("unreadable image", f"'{image}' cannot be read as an image, skipped"))
-        record["skipped"] = True
-        return record
-    h, w = im.shape[:2]
-    record["size"] = (w, h)
-    for rate in s.rates:
+        return {**record, "skipped": True}
+    record["size"], (w, h) = size, size
+    if not s.size:
+        place_image(image, out_images / image.name, s.copy)
+    cls_of, placed = {c: i for i, c in enumerate(classes)}, np.zeros(len(objects), bool)
+    for rate in s.rates if s.size else (1.0,):
+        pts = np.array([o.poly for o in objects], dtype=np.float64).reshape(-1, 4, 2) * rate
+        bounds = np.concatenate((pts.min(1), pts.max(1)), 1)
         scaled = im if rate == 1 else cv2.resize(im, (round(w * rate), round(h * rate)), interpolation=cv2.INTER_CUBIC)
-        sh, sw = scaled.shape[:2]
-        pts = np.array([o.points * rate for o in objects]).reshape(-1, 4, 2)
-        bounds = np.concatenate((pts.min(1), pts.max(1)), 1) if len(objects) else np.zeros((0, 4))
-        placed = np.zeros(len(objects), bool)
-        for window in windows(sw, sh, s.size, s.gap):
-            lines = _objects_to_labels(objects, cls_of, window, s.iof, rate, counts, bounds, placed)
+        for x0, y0, x1, y1 in windows(*scaled.shape[1::-1], s.size, s.gap) if s.size else [(0, 0, w, h)]:
+            near = (bounds[:, 2] > x0) & (bounds[:, 0] < x1) & (bounds[:, 3] > y0) & (bounds[:, 1] < y1)
+            lines = []
+            for i in np.flatnonzero(near):
+                points, fit = clip_object(pts[i], (x0, y0, x1, y1), s.iof)
+                counts[fit] += fit in {"clipped", "cut"}
+                if points is not None:
+                    placed[i] = True
+                    xy = np.clip(points / (x1 - x0, y1 - y0), 0.0, 1.0).ravel()  # the OBB label 'cls x1 y1 ... x4 y4'
+                    lines.append(f"{cls_of[objects[i].name]} " + " ".join(f"{v:.6f}" for v in xy))
             if s.drop_empty and not lines:
                 counts["empty patches dropped"] += 1
                 continue
-            x0, y0, x1, y1 = window
-            name = patch_name(image.stem, rate, x0, y0)
-            params = [cv2.IMWRITE_JPEG_QUALITY, 95] if s.ext == "jpg" else []
-            if not cv2.imwrite(str(out_images / f"{name}.{s.ext}"), scaled[y0:y1, x0:x1], params):
-                raise OSError(f"cannot write '{out_images / name}.{s.ext}'")
-            if out_labels is not None:
-                (out_labels / f"{name}.txt").write_text("".join(f"{line}\n" for line in lines))
-            patches[name] = [image.stem, rate, x0, y0]
-            counts["patches"] += 1
-            counts["labels"] += len(lines)
+            file = out_images / image.name
+            if s.size:
+                name = patch_name(image.stem, rate, x0, y0)
+                file = out_images / f"{name}.{s.ext}"
+                params = [cv2.IMWRITE_JPEG_QUALITY, 95] if s.ext == "jpg" else []
+                if not cv2.imwrite(str(file), scaled[y0:y1, x0:x1], params):
+                    raise OSError(f"cannot write '{file}'")
+                record["patches"][name] = [image.stem, rate, x0, y0]
+            if label:
+                write_label(file, lines)
+            counts.update(patches=1, labels=len(lines))
         counts["objects in no patch"] += int((~placed).sum())
-    return record
-
-
-def place_image(task: tuple) -> dict:
-    """Convert one image without splitting: link (or copy) it and write its labels clipped to the image."""
-    image, label, out_images, out_labels, classes, settings = task
-    problems, counts = [], Counter()
-    record = {"image": image.name, "patches": {}, "counts": counts, "problems": problems}
-    size = image_size(image)
-    if size is None:
-        problems.append(("unreadable image", f"'{image}' cannot be read as an image, skipped"))
-        record["skipped"] = True
-        return record
-    record["size"] = size
-    dst = out_images / image.name
-    dst.unlink(missing_ok=True)
-    shutil.copy2(image, dst) if settings.copy else os.symlink(image.resolve(), dst)
-    counts["patches"] += 1
-    if label is not None:
-        objects, _, found = parse_dota_txt(label, classes)
-        problems.extend(found)
-        counts["objects"] += len(objects)
-        counts["difficult"] += sum(o.difficult for o in objects)
-        if settings.drop_difficult:
-            objects = [o for o in objects if not o.difficult]
-        pts = np.array([o.points for o in objects]).reshape(-1, 4, 2)
-        bounds = np.concatenate((pts.min(1), pts.max(1)), 1) if len(objects) else np.zeros((0, 4))
-        placed = np.zeros(len(objects), bool)
-        cls_of = {c: i for i, c in enumerate(classes)}
-        window = (0, 0, *size)
-        lines = _objects_to_labels(objects, cls_of, window, settings.iof, 1.0, counts, bounds, placed)
-        (out_labels / f"{image.stem}.txt").write_text("".join(f"{line}\n" for line in lines))
-        counts["labels"] += len(lines)
-        counts["objects in no patch"] += int((~placed).sum())
+        placed[:] = False
     return record
 
 
 def find_split(root: Path, split: str, version: str, labels: str | None) -> tuple[Path, Path | None] | None:
     """Return (images folder, labelTxt folder or None) of `split` under a DOTA root, or None when it has no images."""
-    layouts = [(root / split / "images", root / split), (root / "images" / split, root)]
-    for images, base in layouts:
+    for images, base in (root / split / "images", root / split), (root / "images" / split, root):
         if not images.is_dir():
             continue
         if labels:
@@ -478,47 +286,33 @@ def find_split(root: Path, split: str, version: str, labels: str | None) -> tupl
 
 
 def convert_split(
-    split: str,
-    images_dir: Path,
-    labels_dir: Path | None,
-    out_dir: Path,
-    classes: tuple[str, ...],
-    settings: SplitSettings,
-    problems: Problems,
-    workers: int = 0,
+    split: str, images_dir: Path, labels_dir: Path | None, out_dir: Path, classes, s: SplitSettings, problems, workers
 ) -> tuple[dict, dict, Counter]:
     """Convert (split) the images of one split; return (patch -> [image, rate, x, y], image -> [file, w, h], counts)."""
-    out_images, out_labels = out_dir / "images" / split, out_dir / "labels" / split if labels_dir else None
-    for d in (out_images, out_labels):
-        if d is not None:
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-    (out_dir / "labels" / f"{split}.cache").unlink(missing_ok=True)
-    images, stems = [], {}
+    for d in out_dir / "images" / split, out_dir / "labels" / split:
+        shutil.rmtree(d, ignore_errors=True)
+    (out_dir / "images" / split).mkdir(parents=True)
+    clear_cache(out_dir, split)
+    stems = {}
     for f in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         if f.stem in stems:
             problems("duplicate image", f"'{f}' has the stem of '{stems[f.stem]}', skipped")
-            continue
-        stems[f.stem] = f
-        images.append(f)
-    if labels_dir is not None:
-        for txt in sorted(labels_dir.glob("*.txt")):
-            if txt.stem not in stems:
-                problems("label without image", f"'{txt}' has no image in '{images_dir}', not used")
-    tasks = []
-    for f in images:
+        else:
+            stems[f.stem] = f
+    for txt in sorted(labels_dir.glob("*.txt")) if labels_dir else []:
+        if txt.stem not in stems:
+            problems("label without image", f"'{txt}' has no image in '{images_dir}', not used")
+    tasks, s = [], replace(s, drop_empty=s.drop_empty and split == "train")
+    for f in stems.values():
         label = labels_dir / f"{f.stem}.txt" if labels_dir else None
         if label is not None and not label.is_file():
             problems("missing label", f"'{f}' has no annotation file '{label}', skipped")
-            continue
-        s = replace(settings, drop_empty=settings.drop_empty and split == "train")
-        tasks.append((f, label, out_images, out_labels, classes, s))
-    fn = split_image if settings.size else place_image
+        else:
+            tasks.append((f, label, out_dir / "images" / split, classes, s))
     patches, sizes, counts = {}, {}, Counter()
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(tasks) > 1 else None
     try:
-        results = pool.map(fn, tasks) if pool else map(fn, tasks)
-        for r in TQDM(results, total=len(tasks), desc=f"DOTA {split}"):
+        for r in TQDM((pool.map if pool else map)(convert_image, tasks), total=len(tasks), desc=f"DOTA {split}"):
             for kind, message in r["problems"]:
                 problems(kind, message)
             counts["skipped lines"] += sum(kind in LINE_PROBLEMS for kind, _ in r["problems"])
@@ -533,26 +327,19 @@ def convert_split(
         if pool:
             pool.shutdown()
     if not counts["images"]:
-        raise ValueError(f"none of the {len(images)} images in '{images_dir}' could be converted.")
+        raise ValueError(f"none of the {len(stems)} images in '{images_dir}' could be converted.")
     return patches, sizes, counts
 
 
-def summary_line(split: str, counts: Counter, settings: SplitSettings) -> str:
+def summary_line(split: str, counts: Counter, s: SplitSettings) -> str:
     """Return a one-line summary of a split's conversion counts."""
-    c = counts
-    line = f"ultrald: DOTA {split}: {c['images']} images -> {c['patches']} {'patches' if settings.size else 'images'}"
-    if c["objects"]:
-        difficult = "dropped" if settings.drop_difficult else "kept"
-        line += (
-            f"; {c['objects']} objects ({c['difficult']} difficult, {difficult}) -> {c['labels']} labels "
-            f"({c['clipped']} clipped at a patch border; {c['cut']} times left out of a patch holding less than "
-            f"{settings.iof} of one), {c['objects in no patch']} objects in no patch"
-        )
-    if c["empty patches dropped"]:
-        line += f"; {c['empty patches dropped']} empty patches not written"
-    if c["skipped lines"] or c["skipped images"]:
-        line += f"; skipped {c['skipped lines']} annotation lines, {c['skipped images']} images"
-    return line
+    c, unit = counts, "patches" if s.size else "images"
+    line = f"ultrald: DOTA {split}: {c['images']} images -> {c['patches']} {unit}, {c['objects']} objects ("
+    line += f"{c['difficult']} difficult, {'dropped' if s.drop_difficult else 'kept'}) -> {c['labels']} labels; "
+    line += ", ".join(
+        f"{v} {k}" for k, v in c.items() if k not in {"images", "patches", "objects", "difficult", "labels"}
+    )
+    return line + f" ('clipped' at a patch border; 'cut': left out of a patch holding less than {s.iof} of one)"
 
 
 def convert_dota(
@@ -574,31 +361,9 @@ def convert_dota(
 ) -> Path:
     """Convert raw DOTA folders into a (split) Ultralytics OBB dataset; return its data.yaml.
 
-    Args:
-        dota_root (str | Path): The DOTA folder holding train/, val/, test/ (see the module docstring for layouts).
-        out_dir (str | Path): Output folder: images/, labels/, patches.json, problems.txt, data.yaml. It must be new,
-            empty or a previous output of this converter (its split folders are replaced).
-        version (str): '1.0' (15 classes) or '1.5' (16, adds container-crane).
-        size (int): Patch size in pixels; 0 converts without splitting (images linked, labels clipped to the image).
-        gap (int): Overlap of neighbouring patches in pixels.
-        rates (tuple[float, ...]): Scale rates; each image is resized by each rate before it is cut (multi-scale).
-        iof (float): Fraction of a cut object's area that must lie in a patch for it to be labelled there.
-        splits (tuple[str, ...], optional): Splits to convert; default: those of train, val, test that exist.
-        ext (str): Patch format, 'png' (lossless) or 'jpg' (quality 95).
-        drop_difficult (bool): Leave difficult objects out of the labels (default: kept, as Ultralytics and mmrotate
-            train). Evaluation reads them from the original files either way and ignores them.
-        drop_empty (bool): Write no train patch without objects (val and test keep every patch).
-        names (str): 'dota' ('storage-tank', as DOTA's files and evaluation server) or 'ultralytics' ('storage tank',
-            as Ultralytics' DOTAv1.yaml: its DOTA checkpoints then pass as teachers). Evaluation accepts both.
-        labels (str, optional): The labelTxt folder relative to each split folder ('{split}' is replaced).
-        copy (bool): Not split: copy the images instead of symlinking them.
-        workers (int): Processes that split images in parallel (0 or 1: this process).
-
-    Returns:
-        (Path): The data yaml.
-
-    Examples:
-        >>> convert_dota("/data/DOTA", "datasets/DOTAv1", version="1.0", size=1024, gap=200, rates=(1.0,))
+    The arguments are the options of `yolo-ld convert dota` (`cli` below has their help). `out_dir` must be new, empty
+    or a previous output of this converter (its split folders are replaced); `size=0` converts without splitting
+    (images linked, labels clipped to the image); `workers` <= 1 converts in this process.
     """
     root, out = Path(dota_root).resolve(), Path(out_dir).resolve()
     if not root.is_dir():
@@ -619,11 +384,9 @@ def convert_dota(
         raise ValueError(f"iof {iof} is not in [0, 1].")
     settings = SplitSettings(size, gap, tuple(float(r) for r in rates), iof, ext, drop_difficult, drop_empty, copy)
     found = {s: find_split(root, s, version, labels) for s in (splits or SPLITS)}
-    missing = [s for s, f in found.items() if f is None]
-    if splits and missing:
+    if splits and (missing := [s for s, f in found.items() if f is None]):
         raise FileNotFoundError(f"no images of {missing} under '{root}' (<split>/images or images/<split>).")
-    found = {s: f for s, f in found.items() if f is not None}
-    if not found:
+    if not (found := {s: f for s, f in found.items() if f is not None}):
         raise FileNotFoundError(f"no DOTA split under '{root}': expected train/images, val/images ... or images/train")
     for s, (images, labels_dir) in found.items():
         if s != "test" and labels_dir is None:
@@ -632,103 +395,59 @@ def convert_dota(
     out.mkdir(parents=True, exist_ok=True)
     problems, mapping, image_sizes, summary = Problems(), {}, {}, {}
     for s, (images, labels_dir) in found.items():
+        labels_dir = labels_dir if s != "test" else None
         mapping[s], image_sizes[s], counts = convert_split(
-            s, images, labels_dir if s != "test" else None, out, classes, settings, problems, workers
+            s, images, labels_dir, out, classes, settings, problems, workers
         )
         summary[s] = dict(counts)
         LOGGER.info(summary_line(s, counts, settings))
+    (out / PROBLEMS).unlink(missing_ok=True)
     if problems.messages:
         (out / PROBLEMS).write_text("\n".join(problems.messages) + "\n")
         LOGGER.warning(
-            f"ultrald: skipped {dict(problems.counts)}; every skipped line and file is listed in '{out / PROBLEMS}'"
+            f"ultrald: skipped {dict(problems.counts)}; every skipped line and file is in '{out / PROBLEMS}'"
         )
-    else:
-        (out / PROBLEMS).unlink(missing_ok=True)
+    (out / PATCHES).unlink(missing_ok=True)
     if size:
         payload = {"size": size, "gap": gap, "rates": list(settings.rates), "splits": mapping, "images": image_sizes}
         (out / PATCHES).write_text(json.dumps(payload, separators=(",", ":")))
-    else:
-        (out / PATCHES).unlink(missing_ok=True)
-    train = "images/train" if "train" in found else "images/val"
-    val = "images/val" if "val" in found else "images/train" if "train" in found else None
     if "train" not in found or "val" not in found:
         LOGGER.warning(f"ultrald: converted only {list(found)}; train and val point at the same split.")
-    labelled = {s: str(f[1]) for s, f in found.items() if s != "test" and f[1] is not None}
-    data = {
-        "path": str(out),
-        "train": train,
-        "val": val or "images/test",
-        "test": "images/test" if "test" in found else None,
-        "names": dict(enumerate(classes)),
-        "dota_version": version,
-        "dota_root": str(root),
-        "annotations": labelled,
-        "patches": PATCHES if size else None,
-        "split": {
-            "size": size,
-            "gap": gap,
-            "rates": list(settings.rates),
-            "iof": iof,
-            "difficult": "dropped" if drop_difficult else "kept",
-            "ext": ext if size else "original",
-        },
-        "summary": summary,
-    }
-    yaml_file = out / "data.yaml"
-    YAML.save(yaml_file, {k: v for k, v in data.items() if v is not None}, header=YAML_HEADER)
+    train = "images/train" if "train" in found else "images/val" if "val" in found else "images/test"
+    folders = {"train": train, "val": "images/val" if "val" in found else train}
+    folders["test"] = "images/test" if "test" in found else None
+    split = dict(size=size, gap=gap, rates=list(settings.rates), iof=iof, ext=ext if size else "original")
+    split["difficult"] = "dropped" if drop_difficult else "kept"
+    extra = dict(dota_version=version, dota_root=str(root), patches=PATCHES if size else None, split=split)
+    annotations = {s: str(f[1]) for s, f in found.items() if s != "test" and f[1] is not None}
+    yaml_file = write_data_yaml(out, classes, folders, YAML_HEADER, annotations=annotations, **extra, summary=summary)
     LOGGER.info(f"ultrald: DOTA dataset written to {yaml_file}")
     return yaml_file
 
 
-def cli(argv: list[str]) -> int:
-    """`yolo-ld convert dota`: parse `argv`, convert, print the data yaml path; return the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="yolo-ld convert dota",
-        description="Convert raw DOTA v1.0/v1.5 folders (images + labelTxt) into an Ultralytics OBB dataset split "
-        "into overlapping patches, with the patch mapping and the original annotations that metric=dota evaluates on.",
-        epilog="layouts: ROOT/{train,val,test}/images + ROOT/{train,val}/labelTxt (as distributed), or ROOT/images/"
-        "{split} + ROOT/labelTxt/{split}. Example: yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 "
-        "(multi-scale: --rates 0.5 1.0 1.5)",
-    )
-    parser.add_argument("dota_root", help="the DOTA folder holding train/, val/, test/")
-    parser.add_argument("out", help="output folder (images/, labels/, patches.json, data.yaml)")
-    parser.add_argument("--version", default="1.0", choices=list(DOTA_CLASSES), help="DOTA version (default 1.0)")
-    parser.add_argument("--size", type=int, default=1024, help="patch size in pixels; 0: do not split (default 1024)")
-    parser.add_argument("--gap", type=int, default=200, help="overlap of neighbouring patches (default 200)")
-    parser.add_argument("--rates", type=float, nargs="+", default=[1.0], help="scale rates (default 1.0)")
-    parser.add_argument("--iof", type=float, default=0.7, help="area fraction a cut object keeps (default 0.7)")
-    parser.add_argument("--splits", nargs="+", choices=SPLITS, help="splits to convert (default: all found)")
-    parser.add_argument("--ext", default="png", choices=("png", "jpg"), help="patch format (default png, lossless)")
-    parser.add_argument("--drop-difficult", action="store_true", help="leave difficult objects out of the labels")
-    parser.add_argument("--drop-empty", action="store_true", help="write no train patch without objects")
-    parser.add_argument("--names", default="dota", choices=NAME_STYLES, help="'storage-tank' or 'storage tank'")
-    parser.add_argument("--labels", help="labelTxt folder relative to each split folder, e.g. labelTxt-v1.5/{split}")
-    parser.add_argument("--copy", action="store_true", help="--size 0: copy the images instead of symlinking them")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # -h, or a usage error already printed
-        return int(e.code or 0)
-    try:
-        yaml_file = convert_dota(
-            args.dota_root,
-            args.out,
-            version=args.version,
-            size=args.size,
-            gap=args.gap,
-            rates=tuple(args.rates),
-            iof=args.iof,
-            splits=tuple(args.splits) if args.splits else None,
-            ext=args.ext,
-            drop_difficult=args.drop_difficult,
-            drop_empty=args.drop_empty,
-            names=args.names,
-            labels=args.labels,
-            copy=args.copy,
-            workers=args.workers,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"yolo-ld convert dota: error: {e}", file=sys.stderr)
-        return 2
-    print(yaml_file)
-    return 0
+cli = converter_cli(
+    "dota",
+    lambda a: convert_dota(**{**vars(a), "rates": tuple(a.rates), "splits": a.splits and tuple(a.splits)}),
+    {
+        "dota_root": "the DOTA folder holding train/, val/, test/",
+        "out_dir": "output folder (images/, labels/, patches.json, data.yaml)",
+        "--version": dict(default="1.0", choices=list(DOTA_CLASSES), help="DOTA version (default 1.0)"),
+        "--size": dict(type=int, default=1024, help="patch size in pixels; 0: do not split (default 1024)"),
+        "--gap": dict(type=int, default=200, help="overlap of neighbouring patches (default 200)"),
+        "--rates": dict(type=float, nargs="+", default=[1.0], help="scale rates (default 1.0)"),
+        "--iof": dict(type=float, default=0.7, help="area fraction a cut object keeps (default 0.7)"),
+        "--splits": dict(nargs="+", choices=SPLITS, help="splits to convert (default: all found)"),
+        "--ext": dict(default="png", choices=("png", "jpg"), help="patch format (default png, lossless)"),
+        "--drop-difficult": dict(action="store_true", help="leave difficult objects out of the labels"),
+        "--drop-empty": dict(action="store_true", help="write no train patch without objects"),
+        "--names": dict(default="dota", choices=NAME_STYLES, help="'storage-tank' or 'storage tank'"),
+        "--labels": "labelTxt folder relative to each split folder, e.g. labelTxt-v1.5/{split}",
+        "--copy": dict(action="store_true", help="--size 0: copy the images instead of symlinking them"),
+        "--workers": dict(type=int, default=min(4, os.cpu_count() or 1), help="parallel processes"),
+    },
+    description="Convert raw DOTA v1.0/v1.5 folders (images + labelTxt) into an Ultralytics OBB dataset split into "
+    "overlapping patches, with the patch mapping and the original annotations that metric=dota evaluates on.",
+    epilog="layouts: ROOT/{train,val,test}/images + ROOT/{train,val}/labelTxt (as distributed), or ROOT/images/"
+    "{split} + ROOT/labelTxt/{split}. Example: yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 "
+    "(multi-scale: --rates 0.5 1.0 1.5)",
+)

@@ -7,17 +7,17 @@ axis-aligned box of the polygon (detect) or its rotated template rectangle (obb)
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from ultralytics.utils import DATASETS_DIR, LOGGER, TQDM, YAML
+from ultralytics.utils.metrics import bbox_ioa
+
+from .common import generate_synthetic
 
 VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
 CLASSES = ("circle", "triangle", "square", "pentagon", "hexagon", "star", "cross", "arrow")
-ALIASES = {"shapes": "detect", "shapes-obb": "obb"}
 
 
 def _regular(n: int, phase: float = 0.0) -> np.ndarray:
@@ -29,23 +29,8 @@ def _regular(n: int, phase: float = 0.0) -> np.ndarray:
 def _templates() -> dict[str, np.ndarray]:
     """Return each class as a polygon (K, 2) around the origin, inside the unit square [-1, 1]^2."""
     star = _regular(10, -np.pi / 2) * np.where(np.arange(10) % 2, 0.45, 1.0)[:, None]
-    cross = np.array(
-        [
-            (-1, -0.33),
-            (-0.33, -0.33),
-            (-0.33, -1),
-            (0.33, -1),
-            (0.33, -0.33),
-            (1, -0.33),
-            (1, 0.33),
-            (0.33, 0.33),
-            (0.33, 1),
-            (-0.33, 1),
-            (-0.33, 0.33),
-            (-1, 0.33),
-        ],
-        dtype=float,
-    )
+    b = 0.33
+    cross = np.array([-1, -b, -b, -b, -b, -1, b, -1, b, -b, 1, -b, 1, b, b, b, b, 1, -b, 1, -b, b, -1, b], float)
     arrow = np.array([(-1, -0.3), (0.2, -0.3), (0.2, -0.8), (1, 0), (0.2, 0.8), (0.2, 0.3), (-1, 0.3)], dtype=float)
     polys = {
         "circle": _regular(48),
@@ -54,7 +39,7 @@ def _templates() -> dict[str, np.ndarray]:
         "pentagon": _regular(5, -np.pi / 2),
         "hexagon": _regular(6),
         "star": star,
-        "cross": cross,
+        "cross": cross.reshape(-1, 2),
         "arrow": arrow,
     }
     return {k: v / np.abs(v).max() for k, v in polys.items()}
@@ -81,22 +66,18 @@ class ShapesConfig:
     seed: int = 0
 
 
-def _background(rng: np.random.Generator, s: int) -> np.ndarray:
-    """Return a textured background: a colour gradient with low-frequency blotches."""
-    c0, c1 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+def background(rng: np.random.Generator, s: int, blotch: float = 25.0, lo: float = 40, hi: float = 215) -> np.ndarray:
+    """Return an (s, s, 3) float textured background: a random colour gradient with low-frequency blotches."""
+    c0, c1 = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)
     t = np.linspace(0, 1, s)[:, None, None]
-    img = c0 * (1 - t) + c1 * t
-    img = np.broadcast_to(img, (s, s, 3)) if rng.random() < 0.5 else np.broadcast_to(img.transpose(1, 0, 2), (s, s, 3))
-    blotches = cv2.resize(rng.normal(0, 25, (6, 6, 3)), (s, s), interpolation=cv2.INTER_CUBIC)
-    return img + blotches
+    img = np.broadcast_to(c0 * (1 - t) + c1 * t, (s, s, 3))
+    img = img if rng.random() < 0.5 else img.transpose(1, 0, 2)
+    return img + cv2.resize(rng.normal(0, blotch, (6, 6, 3)), (s, s), interpolation=cv2.INTER_CUBIC)
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return the IoU of box a (4,) with boxes b (N, 4), xyxy."""
-    lt, rb = np.maximum(a[:2], b[:, :2]), np.minimum(a[2:], b[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter + 1e-9)
+def overlap(box: np.ndarray, boxes: np.ndarray) -> float:
+    """Return the largest IoU of the xyxy `box` with any of `boxes` (N, 4); 0 for none."""
+    return float(bbox_ioa(box[None], boxes, iou=True).max()) if len(boxes) else 0.0
 
 
 def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
@@ -106,7 +87,7 @@ def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray,
     of the tight rectangle of the polygon in its own rotated frame, which lies wholly inside the image.
     """
     s = cfg.imgsz
-    img = _background(rng, s)
+    img = background(rng, s)
     objects, boxes = [], np.zeros((0, 4))
     for _ in range(rng.integers(cfg.objects[0], cfg.objects[1] + 1)):
         for _try in range(10):  # find a place that overlaps the others little enough
@@ -124,7 +105,7 @@ def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray,
             if cfg.task == "obb" and not (0 <= rect.min() and rect.max() <= s):
                 continue  # rotated labels stay whole: a clipped rectangle is no rectangle
             box = np.concatenate((poly.min(0), poly.max(0))).clip(0, s)
-            if (box[2:] - box[:2]).min() < 3 or (len(boxes) and _box_iou(box, boxes).max() > cfg.max_overlap):
+            if (box[2:] - box[:2]).min() < 3 or overlap(box, boxes) > cfg.max_overlap:
                 continue
             color = rng.uniform(0, 255, 3)
             cv2.fillPoly(img, [np.round(poly * 16).astype(np.int32)], color.tolist(), cv2.LINE_AA, shift=4)
@@ -162,36 +143,12 @@ def generate(root: str | Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
 
     A dataset already at `root` with the same config and generator version is reused as it is.
     """
-    root = Path(root)
-    stamp, yaml_file = root / "ultrald.json", root / "data.yaml"
+
+    def draw(rng: np.random.Generator, split: str) -> tuple[np.ndarray, list[str]]:
+        img, objects = draw_image(cfg, rng)
+        return img, label_lines(objects, cfg.task, cfg.imgsz)
+
     meta = {"version": VERSION, **asdict(cfg)}
-    if yaml_file.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(meta)):
-        return yaml_file
-    for split, n, offset in (("train", cfg.n_train, 0), ("val", cfg.n_val, 10**6)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for i in TQDM(range(n), desc=f"ultrald: drawing shapes {split}"):
-            rng = np.random.default_rng([cfg.seed, offset + i])  # each image on its own stream
-            img, objects = draw_image(cfg, rng)
-            cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), img)
-            (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(label_lines(objects, cfg.task, cfg.imgsz)))
-    YAML.save(
-        yaml_file,
-        {
-            "path": str(root.resolve()),
-            "train": "images/train",
-            "val": "images/val",
-            "names": dict(enumerate(CLASSES[: cfg.classes])),
-        },
+    return generate_synthetic(
+        root, meta, {"train": cfg.n_train, "val": cfg.n_val}, draw, CLASSES[: cfg.classes], cfg.seed
     )
-    stamp.write_text(json.dumps(meta))
-    LOGGER.info(f"ultrald: synthetic {cfg.task} shapes ({cfg.n_train} train, {cfg.n_val} val) written to {root}")
-    return yaml_file
-
-
-def resolve_data(data: str | Path | None) -> str | Path | None:
-    """Return the yaml of the embedded dataset for 'shapes' / 'shapes-obb' (generating it once), else `data` as is."""
-    task = ALIASES.get(str(data))
-    if task is None:
-        return data
-    return str(generate(DATASETS_DIR / f"ultrald-{data}", ShapesConfig(task=task)))

@@ -2,50 +2,30 @@
 
     yolo-ld convert voc VOCdevkit voc-yolo --sets 2007:trainval,2012:trainval --test 2007:test
 
-writes `voc-yolo/{images,labels}/{train,test}/VOC<year>/<id>.*` and `data.yaml` (val = test = the `--test` sets). The 20
-classes keep their standard order. `difficult` objects stay out of the labels; evaluation (`metric=voc`) re-reads each
-image's original XML under `voc_root`, so it ignores them as the VOC protocol does. Ultralytics has no importable VOC
-converter (its VOC.yaml download script also drops difficult objects from the test labels), so this one is ultrald's.
+writes `voc-yolo/{images,labels}/{train,test}/VOC<year>/<id>.*` and `data.yaml` (val = test = the `--test` sets), the
+20 classes in their standard order. `difficult` objects stay out of the labels; `metric=voc` re-reads each image's XML
+under `voc_root` and ignores them. Ultralytics has no importable VOC converter (its VOC.yaml script drops difficult
+objects from the test labels too).
 
-Boxes: VOC's 1-based inclusive pixel corners (xmin, ymin, xmax, ymax) cover [xmin - 1, xmax] x [ymin - 1, ymax] in
-continuous pixel coordinates, the convention used here for labels and evaluation; the IoU of two such boxes equals
-the VOC devkit's IoU with its +1 widths.
+Boxes: VOC's 1-based inclusive corners (xmin, ymin, xmax, ymax) cover [xmin - 1, xmax] x [ymin - 1, ymax] in
+continuous pixels, the convention of labels and evaluation here; the IoU of two such boxes is the devkit's IoU with
+its +1 widths.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from ultralytics.utils import LOGGER, YAML
+from ultralytics.utils import LOGGER
 
-from .coco import Problems, clear_cache, clip_box, label_line, place_image, summary_line, write_label
+from .common import Problems, box_label, converter_cli, image_size, split_summary, write_data_yaml, write_sample
 
-VOC_CLASSES = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
+VOC_CLASSES = tuple(
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant "
+    "sheep sofa train tvmonitor".split()
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 YAML_HEADER = """\
@@ -57,8 +37,7 @@ YAML_HEADER = """\
 """
 
 
-@dataclass(frozen=True)
-class VOCObject:
+class VOCObject(NamedTuple):
     """One object of a VOC annotation: class name, box xyxy in continuous pixels, difficult flag."""
 
     name: str
@@ -67,18 +46,14 @@ class VOCObject:
 
 
 def parse_voc_xml(file: str | Path) -> tuple[tuple[int, int] | None, list[VOCObject]]:
-    """Parse a VOC annotation XML; return ((width, height) or None when absent or zero, objects).
-
-    Raises:
-        ValueError: naming the file, when it is not well-formed XML or an object lacks its name or box.
-    """
+    """Parse a VOC annotation XML; return ((width, height) or None when absent or zero, objects). Raises ValueError
+    naming the file when it is not well-formed XML or an object lacks its name or box."""
     try:
         root = ET.parse(file).getroot()
     except ET.ParseError as e:
         raise ValueError(f"'{file}' is not well-formed XML ({e}).") from None
-    size = root.find("size")
     try:
-        wh = (int(float(size.findtext("width"))), int(float(size.findtext("height"))))
+        wh = tuple(int(float(root.find("size").findtext(k))) for k in ("width", "height"))
     except (AttributeError, TypeError, ValueError):
         wh = None
     objects = []
@@ -103,22 +78,6 @@ def parse_set(spec: str) -> tuple[str, str]:
     return year.removeprefix("VOC"), name
 
 
-def find_image(folder: Path, image_id: str) -> Path | None:
-    """Return the image file of `image_id` in JPEGImages, or None."""
-    return next((f for s in IMAGE_SUFFIXES if (f := folder / f"{image_id}{s}").is_file()), None)
-
-
-def image_size(file: Path) -> tuple[int, int] | None:
-    """Return the (width, height) of an image file, or None when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as im:
-            return im.size
-    except OSError:
-        return None
-
-
 def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: str, copy: bool) -> dict[str, int]:
     """Write the images and labels of the image sets `specs` as `split`; return the counts."""
     problems, n, done = Problems(), Counter(), set()
@@ -129,14 +88,14 @@ def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: s
         set_file = base / "ImageSets" / "Main" / f"{name}.txt"
         if not set_file.is_file():
             raise FileNotFoundError(f"image set file '{set_file}' of '{spec}' does not exist.")
-        ids = [line.split()[0] for line in set_file.read_text().splitlines() if line.strip()]
-        for image_id in ids:
+        for image_id in [line.split()[0] for line in set_file.read_text().splitlines() if line.strip()]:
             if (year, image_id) in done:
                 continue  # listed by two sets
             done.add((year, image_id))
-            xml, image = base / "Annotations" / f"{image_id}.xml", find_image(base / "JPEGImages", image_id)
+            xml, jpegs = base / "Annotations" / f"{image_id}.xml", base / "JPEGImages"
+            image = next((f for s in IMAGE_SUFFIXES if (f := jpegs / f"{image_id}{s}").is_file()), None)
             if image is None:
-                problems("missing image", f"{set_file}: image '{base / 'JPEGImages' / image_id}.jpg' does not exist")
+                problems("missing image", f"{set_file}: image '{jpegs / image_id}.jpg' does not exist")
                 continue
             if not xml.is_file():
                 problems("missing xml", f"{set_file}: annotation '{xml}' does not exist, image skipped")
@@ -146,33 +105,18 @@ def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: s
             except ValueError as e:
                 problems("malformed xml", f"{e} Image skipped.")
                 continue
-            unknown = sorted({o.name for o in objects} - cls_of.keys())
-            if unknown:
+            if unknown := sorted({o.name for o in objects} - cls_of.keys()):
                 problems("unknown class", f"'{xml}': unknown classes {unknown} (not VOC's 20), image skipped")
                 continue
             if wh is None and (wh := image_size(image)) is None:
                 problems("unreadable image", f"'{xml}' gives no size and '{image}' cannot be read, image skipped")
                 continue
-            lines = []
-            for o in objects:
-                if o.difficult:
-                    n["difficult"] += 1  # ignored by evaluation, which reads them from the XML
-                    continue
-                box, changed = clip_box(*o.box, *wh)
-                if box is None:
-                    n["dropped"] += 1
-                    continue
-                n["clipped"] += changed
-                lines.append(label_line(cls_of[o.name], box, *wh))
-            dst = out_dir / "images" / split / f"VOC{year}" / image.name
-            place_image(image, dst, copy)
-            write_label(dst, lines)
-            n["images"] += 1
-            n["boxes"] += len(lines)
-            n["background"] += not lines
-    clear_cache(out_dir, split)
-    counts = {**n, **{f"skipped {k}": v for k, v in problems.counts.items()}}
-    LOGGER.info(f"ultrald: VOC {split} from {','.join(specs)}: " + summary_line(counts, excluded="difficult"))
+            n["difficult"] += sum(o.difficult for o in objects)  # ignored by evaluation, which reads the XML
+            lines = [box_label(cls_of[o.name], o.box, *wh, n) for o in objects if not o.difficult]
+            write_sample(
+                image, out_dir / "images" / split / f"VOC{year}" / image.name, [x for x in lines if x], copy, n
+            )
+    counts = split_summary(f"VOC {split} from {','.join(specs)}", n, problems, "difficult")
     if not n["images"]:
         raise ValueError(f"none of the images of {list(specs)} under '{voc_root}' could be converted.")
     return counts
@@ -187,18 +131,8 @@ def convert_voc(
 ) -> Path:
     """Convert PASCAL VOC image sets into an Ultralytics dataset (train = `sets`, val = test = `test`); return its yaml.
 
-    Args:
-        voc_root (str | Path): The VOCdevkit folder holding VOC2007/, VOC2012/ (or the folder holding VOCdevkit/).
-        out_dir (str | Path): Folder to write images/, labels/ and data.yaml into (files are replaced).
-        sets (tuple[str, ...]): Training image sets as YEAR:SET, e.g. ("2007:trainval", "2012:trainval") for VOC07+12.
-        test (tuple[str, ...]): Evaluation image sets, e.g. ("2007:test",); empty: val is the train split.
-        copy (bool): Copy the images instead of symlinking them.
-
-    Returns:
-        (Path): The data yaml: path, train, val, test, names, voc_root, sets, summary.
-
-    Examples:
-        >>> convert_voc("VOCdevkit", "voc", sets=("2007:trainval", "2012:trainval"), test=("2007:test",))
+    `voc_root` is the VOCdevkit folder (or the folder holding it); image sets are YEAR:SET, e.g. ("2007:trainval",
+    "2012:trainval") for VOC07+12; without `test` sets val is the train split. `copy` copies instead of symlinking.
     """
     voc_root, out_dir = Path(voc_root).resolve(), Path(out_dir).resolve()
     if not voc_root.is_dir():
@@ -214,48 +148,34 @@ def convert_voc(
         parse_set(spec)  # check every spec before writing anything
     splits = {"train": sets, "test": test} if test else {"train": sets}
     summary = {split: convert_sets(voc_root, specs, out_dir, split, copy) for split, specs in splits.items()}
-    val = "images/test" if test else "images/train"
     if not test:
         LOGGER.warning("ultrald: no test sets given, so val is the train split.")
-    yaml_file = out_dir / "data.yaml"
-    data = {
-        "path": str(out_dir),
-        "train": "images/train",
-        "val": val,
-        "test": val if test else None,
-        "names": dict(enumerate(VOC_CLASSES)),
-        "voc_root": str(voc_root),
-        "sets": {k: list(v) for k, v in splits.items()},
-        "summary": summary,
-    }
-    YAML.save(yaml_file, {k: v for k, v in data.items() if v is not None}, header=YAML_HEADER)
+    val = "images/test" if test else "images/train"
+    folders = {"train": "images/train", "val": val, "test": val if test else None}
+    sets = {k: list(v) for k, v in splits.items()}
+    extra = {"voc_root": str(voc_root), "sets": sets, "summary": summary}
+    yaml_file = write_data_yaml(out_dir, VOC_CLASSES, folders, YAML_HEADER, **extra)
     LOGGER.info(f"ultrald: VOC dataset written to {yaml_file}")
     return yaml_file
 
 
-def cli(argv: list[str]) -> int:
-    """`yolo-ld convert voc`: parse `argv`, convert, print the data yaml path; return the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="yolo-ld convert voc",
-        description="Convert PASCAL VOC (VOCdevkit XML + ImageSets/Main) into an Ultralytics dataset for ultrald "
-        "(the 20 classes in standard order; difficult objects out of the labels, ignored by metric=voc).",
-        epilog="example (VOC07+12): yolo-ld convert voc VOCdevkit voc-yolo --sets 2007:trainval,2012:trainval "
-        "--test 2007:test",
-    )
-    parser.add_argument("voc_root", help="the VOCdevkit folder (holding VOC2007/, VOC2012/)")
-    parser.add_argument("out", help="output folder (images/, labels/, data.yaml)")
-    parser.add_argument("--sets", default="2007:trainval,2012:trainval", help="training image sets, YEAR:SET,...")
-    parser.add_argument("--test", default="2007:test", help="evaluation image sets, YEAR:SET,... ('' for none)")
-    parser.add_argument("--copy", action="store_true", help="copy the images instead of symlinking them")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # -h, or a usage error already printed
-        return int(e.code or 0)
-    split = lambda s: tuple(x for x in s.split(",") if x.strip())  # noqa: E731
-    try:
-        yaml_file = convert_voc(args.voc_root, args.out, split(args.sets), split(args.test), args.copy)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"yolo-ld convert voc: error: {e}", file=sys.stderr)
-        return 2
-    print(yaml_file)
-    return 0
+def _sets(s: str) -> tuple[str, ...]:
+    """Return the comma-separated YEAR:SET list `s` as a tuple (empty for '')."""
+    return tuple(x for x in s.split(",") if x.strip())
+
+
+cli = converter_cli(
+    "voc",
+    lambda a: convert_voc(a.voc_root, a.out, _sets(a.sets), _sets(a.test), a.copy),
+    {
+        "voc_root": "the VOCdevkit folder (holding VOC2007/, VOC2012/)",
+        "out": "output folder (images/, labels/, data.yaml)",
+        "--sets": dict(default="2007:trainval,2012:trainval", help="training image sets, YEAR:SET,..."),
+        "--test": dict(default="2007:test", help="evaluation image sets, YEAR:SET,... ('' for none)"),
+        "--copy": dict(action="store_true", help="copy the images instead of symlinking them"),
+    },
+    description="Convert PASCAL VOC (VOCdevkit XML + ImageSets/Main) into an Ultralytics dataset for ultrald "
+    "(the 20 classes in standard order; difficult objects out of the labels, ignored by metric=voc).",
+    epilog="example (VOC07+12): yolo-ld convert voc VOCdevkit voc-yolo --sets 2007:trainval,2012:trainval "
+    "--test 2007:test",
+)

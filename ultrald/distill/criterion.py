@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.profiler import record_function
 from ultralytics.utils import LOGGER
 from ultralytics.utils.loss import E2ELoss, v8DetectionLoss, v8OBBLoss
 from ultralytics.utils.tal import make_anchors
@@ -148,20 +149,22 @@ class DistillationLoss:
 
         Non-finite teacher outputs or terms are recorded in `bad` and replaced by zeros; `__call__` skips the batch.
         """
-        loss, items = super().loss(preds, batch)
+        with record_function("ultralytics loss"):  # labels for profilers: bench/cost.py splits a step by them
+            loss, items = super().loss(preds, batch)
         teacher = self.teacher(batch["img"], self.branch)
-        self.bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
-        terms = torch.zeros(len(self.names), device=loss.device)
-        if not self.bad:
-            terms = self.distill(preds, teacher, self.assigner.last)
-            self.bad = nonfinite(dict(zip(self.names, terms)))
-            terms = torch.where(torch.isfinite(terms), terms, 0.0)
+        with record_function("ultrald terms"):
+            self.bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
+            terms = torch.zeros(len(self.names), device=loss.device)
+            if not self.bad:
+                terms = self.distill(preds, teacher, self.assigner.last)
+                self.bad = nonfinite(dict(zip(self.names, terms)))
+                terms = torch.where(torch.isfinite(terms), terms, 0.0)
         batch_size = preds["scores"].shape[0]
         return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}
 
     @property
     def kd_dense(self) -> bool:
-        """Whether KD runs on every grid point (then normalised like Ultralytics' cls loss) rather than the main region."""
+        """Whether KD runs on every grid point (normalised like Ultralytics' cls loss) rather than the main region."""
         return self.hyp.kd > 0 and self.hyp.kd_region == "all" and self.dense_kd
 
     def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
@@ -173,7 +176,8 @@ class DistillationLoss:
         h = self.hyp
         w_main = MAIN_WEIGHTS[h.main_weight](preds, teacher, assigned)  # (B, A), zero off the positives
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
-        w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
+        with record_function("ultrald VLR region"):
+            w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
         rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of main region + VLR
         terms = torch.stack(self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows]))
         norm = normalizer(w_main.sum(), WEIGHT_FLOORS[h.main_weight]).expand(len(terms)).clone()
@@ -191,16 +195,18 @@ class DistillationLoss:
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
         ld_rows = kd_rows = kd = zero
         if h.ld > 0 or (use_vlr and h.vlr_ld > 0):
-            s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
-            ld_rows = self.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
+            with record_function("ultrald LD"):
+                s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
+                ld_rows = self.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
         if h.kd > 0 or (use_vlr and h.vlr_kd > 0):
-            s, t = (x["scores"].transpose(1, 2) for x in (preds, teacher))  # (B, A, nc)
-            if self.kd_dense:
-                kd_grid = class_kd(s, t, h.kd_temp, h.kd_type)  # (B, A)
-                kd, kd_rows = kd_grid.sum() * h.kd, kd_grid[rows]
-            else:
-                kd_rows = class_kd(s[rows], t[rows], h.kd_temp, h.kd_type)
-                kd = (kd_rows * w_main).sum() * h.kd
+            with record_function("ultrald KD"):
+                s, t = (x["scores"].transpose(1, 2) for x in (preds, teacher))  # (B, A, nc)
+                if self.kd_dense:
+                    kd_grid = class_kd(s, t, h.kd_temp, h.kd_type)  # (B, A)
+                    kd, kd_rows = kd_grid.sum() * h.kd, kd_grid[rows]
+                else:
+                    kd_rows = class_kd(s[rows], t[rows], h.kd_temp, h.kd_type)
+                    kd = (kd_rows * w_main).sum() * h.kd
         ld = (ld_rows * w_main).sum() * h.ld
         vlr = ((ld_rows * h.vlr_ld + kd_rows * h.vlr_kd) * w_vlr).sum() if use_vlr else zero
         return [ld, vlr, kd]

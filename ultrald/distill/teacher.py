@@ -199,7 +199,7 @@ class TeacherHead:
         bookkeeping) and under whatever autocast the trainer set (fp16 with AMP on CUDA); the losses cast to fp32.
         """
         if not self.shared and img is not self._img:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.profiler.record_function("ultrald teacher forward"):
                 self.model(img)
             self._img = img
         return self.output.get(branch, self.output) if self.end2end else self.output

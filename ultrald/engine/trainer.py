@@ -8,7 +8,7 @@ checkpoints, export and inference never see it.
 
 from __future__ import annotations
 
-import importlib
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,11 @@ from ultralytics.utils.patches import torch_load
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
-from ..data.shapes import resolve_data
+from ..data.synthetic import resolve_data
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion
 from ..distill.teacher import IN_MEMORY, TeacherHead, check_teacher, first_nonfinite, load_teacher, teacher_hash
 from ..errors import NonFiniteError, ResumeError, TeacherError
+from ..eval import Benchmark
 from ..models import resolve_model, resolve_weights
 from ..utils import ensure_offline_fonts
 
@@ -63,6 +64,23 @@ def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
             f"further, start a new run from it: 'yolo-ld train model={path} teacher=... data=...'."
         )
     return path.resolve(), ckpt["train_args"]
+
+
+def feature_weight(dis: float, until: float, epoch: int, epochs: int) -> float:
+    """Return the feature term's weight in `epoch` (0-based): `dis` falling along a half cosine to 0 at `until` of the
+    epochs, then 0; constant `dis` when `until` is 0."""
+    if not until:
+        return dis
+    t = epoch / (until * epochs)
+    return dis * 0.5 * (1 + math.cos(math.pi * t)) if t < 1 else 0.0
+
+
+def schedule_feature_term(trainer) -> None:
+    """Set Ultralytics' feature-imitation weight for the epoch starting (`dis`, `dis_until`)."""
+    model = unwrap_model(trainer.model)
+    if isinstance(model, DistillationModel):
+        a = trainer.args
+        model.dis = feature_weight(a.dis, a.dis_until, trainer.epoch, trainer.epochs)
 
 
 def distillation_args(args) -> dict[str, Any]:
@@ -107,10 +125,9 @@ class DistillationTrainerMixin:
         self.args.teacher, self.args.teacher_hash = self._teacher_arg, self._teacher_hash
         try:
             check_ld_args(self.args)
-            metric_tasks = {"coco": "detect", "voc": "detect", "dota": "obb"}
-            if self.args.metric and metric_tasks[self.args.metric] != self.args.task:
+            if self.args.metric and Benchmark(self.args.metric).task != self.args.task:
                 raise ValueError(
-                    f"metric={self.args.metric} evaluates {metric_tasks[self.args.metric]} models, "
+                    f"metric={self.args.metric} evaluates {Benchmark(self.args.metric).task} models, "
                     f"this is a {self.args.task} run."
                 )
             if self.args.dis > 0:  # Ultralytics' feature imitation runs beside LD, on the same teacher module
@@ -123,6 +140,7 @@ class DistillationTrainerMixin:
         except Exception:
             self._remove_unused_run()
             raise
+        self.add_callback("on_train_epoch_start", schedule_feature_term)
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
 
@@ -182,7 +200,7 @@ class DistillationTrainerMixin:
         self.teacher = self.teacher_head = None
 
     def get_dataset(self) -> dict:
-        """Resolve the embedded dataset names ('shapes', 'shapes-obb') to their yaml, then check the dataset."""
+        """Resolve an embedded dataset's name (`data=shapes`, `digits`, ...) to its yaml, then check the dataset."""
         self.args.data = resolve_data(self.args.data)
         return super().get_dataset()
 
@@ -199,7 +217,7 @@ class DistillationTrainerMixin:
         finally:
             self.args = args
         if args.metric:
-            protocol = importlib.import_module(f"ultrald.eval.{args.metric}").Validator
+            protocol = Benchmark(args.metric).validator
             validator = protocol(validator.dataloader, validator.save_dir, validator.args, validator.callbacks)
         return validator
 

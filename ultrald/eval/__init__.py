@@ -1,15 +1,40 @@
-"""Benchmark evaluation protocols for `metric=coco|voc|dota`: validators that report the benchmark's own numbers."""
+"""Benchmark evaluation protocols for `metric=coco|voc|dota`, and the one registry of the benchmarks: each has a
+converter (`yolo-ld convert NAME`, ultrald.data.NAME) and a protocol (`metric=NAME`, ultrald.eval.NAME.Validator, an
+ultrald.eval.protocol.ProtocolValidator). VOC and DOTA share ultrald.eval.ap; COCO is pycocotools' COCOeval."""
 
 from __future__ import annotations
 
-import torch.distributed as dist
-from ultralytics.utils import RANK
+from collections.abc import Callable
+from enum import Enum
 
 
-def gather_records(records: list) -> list:
-    """Return all ranks' `records` joined on rank 0 under DDP (an empty list on the others), else `records` as is."""
-    if RANK < 0:
-        return records
-    gathered = [None] * dist.get_world_size() if RANK == 0 else None
-    dist.gather_object(records, gathered, dst=0)
-    return [r for part in gathered for r in part] if RANK == 0 else []
+class Benchmark(str, Enum):
+    """A benchmark by its `metric=` and `yolo-ld convert` name: the task it evaluates, its validator, its converter.
+
+    Examples:
+        >>> Benchmark("dota").task, Benchmark.DOTA.validator.__name__
+        ('obb', 'Validator')
+    """
+
+    COCO = "coco"
+    VOC = "voc"
+    DOTA = "dota"
+
+    @property
+    def task(self) -> str:
+        """The Ultralytics task of the models it evaluates."""
+        return "obb" if self is Benchmark.DOTA else "detect"
+
+    @property
+    def validator(self) -> type:
+        """The protocol's validator class (its module, with pycocotools and shapely, loads on first use)."""
+        from . import coco, dota, voc
+
+        return {Benchmark.COCO: coco.Validator, Benchmark.VOC: voc.Validator, Benchmark.DOTA: dota.Validator}[self]
+
+    @property
+    def convert(self) -> Callable[[list[str]], int]:
+        """The `yolo-ld convert NAME` entry point: cli(argv) -> exit status."""
+        from ..data import coco, dota, voc
+
+        return {Benchmark.COCO: coco.cli, Benchmark.VOC: voc.cli, Benchmark.DOTA: dota.cli}[self]

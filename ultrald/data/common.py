@@ -1,0 +1,193 @@
+"""What every dataset format needs: a problems report, image sizes, image and label files, the data yaml, the CLI
+pattern of `yolo-ld convert FORMAT`, and a cached generator for synthetic datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from ultralytics.data.utils import img2label_paths
+from ultralytics.utils import LOGGER, TQDM, YAML
+
+STAMP = "ultrald.json"  # what a synthetic dataset was generated from: its cache key
+
+
+class Problems:
+    """Count skipped or altered items by kind, keep every message, and log the first `limit` of each kind."""
+
+    def __init__(self, limit: int = 5):
+        self.counts, self.messages, self.limit = Counter(), [], limit
+
+    def __call__(self, kind: str, message: str) -> None:
+        """Count one item of `kind`; log `message` for the first `limit` of them."""
+        self.counts[kind] += 1
+        self.messages.append(f"[{kind}] {message}")
+        if self.counts[kind] <= self.limit:
+            LOGGER.warning(f"ultrald: {message}")
+        elif self.counts[kind] == self.limit + 1:
+            LOGGER.warning(f"ultrald: further '{kind}' problems are counted in the summary, not shown")
+
+
+def image_size(file: str | Path) -> tuple[int, int] | None:
+    """Return an image's (width, height) from its header (PIL, nothing decoded), or None when it cannot be read."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # DOTA images reach 20000 x 20000 px
+    try:
+        with Image.open(file) as im:
+            return im.size
+    except OSError:
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def place_image(src: Path, dst: Path, copy: bool = False) -> None:
+    """Symlink (or copy) the image `src` to `dst`, replacing what is there."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    shutil.copy2(src, dst) if copy else os.symlink(Path(src).resolve(), dst)
+
+
+def write_label(image: Path, lines: list[str]) -> None:
+    """Write YOLO label lines where Ultralytics looks for the labels of `image` (an empty file for a background)."""
+    label = Path(img2label_paths([str(image)])[0])
+    label.parent.mkdir(parents=True, exist_ok=True)
+    label.write_text("".join(f"{line}\n" for line in lines))
+
+
+def clear_cache(root: Path, split: str) -> None:
+    """Remove Ultralytics' label cache of a split, which would hide the labels just written."""
+    (Path(root) / "labels" / f"{split}.cache").unlink(missing_ok=True)
+
+
+def box_label(cls: int, box: Sequence[float], w: float, h: float, counts: Counter) -> str | None:
+    """Return the YOLO line 'cls xc yc w h' of an xyxy pixel box clipped to the w x h image, None when nothing is
+    left; count the boxes 'clipped' and 'dropped'."""
+    x0, y0, x1, y1 = (min(max(v, 0.0), s) for v, s in zip(box, (w, h, w, h)))
+    if x1 <= x0 or y1 <= y0:
+        counts["dropped"] += 1  # degenerate, or wholly outside the image
+        return None
+    counts["clipped"] += (x0, y0, x1, y1) != tuple(box)
+    return f"{cls} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+
+
+def write_sample(src: Path, dst: Path, lines: list[str], copy: bool, counts: Counter) -> None:
+    """Place one image at `dst` with its labels, counting its 'images', 'boxes' and 'background'."""
+    place_image(src, dst, copy)
+    write_label(dst, lines)
+    counts.update(images=1, boxes=len(lines), background=not lines)
+
+
+def split_summary(what: str, counts: Counter, problems: Problems, excluded: str) -> dict[str, int]:
+    """Log a one-line summary of a detection split's conversion; return its counts with the problems'.
+
+    `excluded` names the boxes kept out of the labels on purpose (crowd, difficult): evaluation reads them.
+    """
+    c = Counter(counts)
+    line = (
+        f"ultrald: {what}: {c['images']} images ({c['background']} background), {c['boxes']} boxes; "
+        f"{c[excluded]} {excluded} kept out of the labels (evaluation reads them from the original annotations), "
+        f"{c['clipped']} clipped to the image, {c['dropped']} dropped (nothing left after clipping, or not a box)"
+    )
+    if problems.counts:
+        line += "; skipped: " + ", ".join(f"{v} {k}" for k, v in problems.counts.items())
+    if c["boxes of skipped images"]:
+        line += f" ({c['boxes of skipped images']} boxes of skipped images)"
+    LOGGER.info(line)
+    return {**counts, **{f"skipped {k}": v for k, v in problems.counts.items()}}
+
+
+def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header: str = "", **extra) -> Path:
+    """Write `root/data.yaml`: path, the split folders, names (a sequence or index -> name), then `extra`, leaving out
+    keys whose value is None; return its path."""
+    names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
+    data = {"path": str(Path(root).resolve()), **splits, "names": names, **extra}
+    YAML.save(file := Path(root) / "data.yaml", {k: v for k, v in data.items() if v is not None}, header=header)
+    return file
+
+
+def converter_cli(name: str, convert: Callable, arguments: Mapping[str, str | dict], **parser) -> Callable:
+    """Return the `yolo-ld convert <name>` entry point `cli(argv) -> exit status`.
+
+    `arguments` maps each argument to its help text or `add_argument` keywords; `convert(args)` converts and returns
+    the data yaml, printed on stdout; `parser` holds ArgumentParser keywords (description, epilog). -h and usage errors
+    return argparse's status; FileNotFoundError and ValueError print one line on stderr and return 2.
+    """
+    prog = f"yolo-ld convert {name}"
+
+    def cli(argv: list[str]) -> int:
+        p = argparse.ArgumentParser(prog=prog, **parser)
+        for arg, spec in arguments.items():
+            p.add_argument(arg, **(spec if isinstance(spec, dict) else {"help": spec}))
+        try:
+            args = p.parse_args(argv)
+        except SystemExit as e:  # -h, or a usage error argparse already printed
+            return int(e.code or 0)
+        try:
+            print(convert(args))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+        return 0
+
+    return cli
+
+
+def generate_synthetic(
+    root: str | Path,
+    meta: Mapping,
+    splits: Mapping[str, int],
+    draw: Callable[[np.random.Generator, str], tuple[np.ndarray, list[str]]],
+    names: Sequence[str],
+    seed: int = 0,
+) -> Path:
+    """Draw a synthetic dataset into `root` once and reuse it; return its data.yaml.
+
+    Writes `images/<split>/<i:06d>.png`, the YOLO labels beside them in `labels/<split>/`, `data.yaml` and the stamp
+    `ultrald.json`. A dataset at `root` whose stamp matches (meta, splits, names and seed; JSON-compared) is returned
+    as it is; otherwise the split folders and label caches are replaced.
+
+    Args:
+        root (str | Path): The dataset folder.
+        meta (Mapping): JSON-able description of everything else that changes the files: a generator version (bump
+            it when the drawing changes) and its settings.
+        splits (Mapping[str, int]): Split name -> number of images, e.g. {"train": 1000, "val": 300}.
+        draw (Callable): `draw(rng, split) -> (image (H, W, 3) uint8 BGR, label lines)` draws one image of a split.
+        names (Sequence[str]): Class names by index.
+        seed (int): Image i of the k-th split gets its own stream `np.random.default_rng([seed, k * 10**6 + i])`, so
+            an image does not depend on the split sizes and no two images share a stream.
+
+    Examples:
+        >>> def draw(rng, split):
+        ...     return rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), ["0 0.5 0.5 0.2 0.2"]
+        >>> generate_synthetic("noise", {"version": 1}, {"train": 8, "val": 4}, draw, ["blob"])
+    """
+    root = Path(root)
+    stamp, yaml_file = root / STAMP, root / "data.yaml"
+    key = json.loads(json.dumps({**meta, "splits": dict(splits), "names": list(names), "seed": seed}))
+    if yaml_file.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
+        return yaml_file
+    stamp.unlink(missing_ok=True)  # an interrupted run leaves no stamp, so it is not reused
+    for k, (split, n) in enumerate(splits.items()):
+        images, labels = root / "images" / split, root / "labels" / split
+        for folder in images, labels:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        clear_cache(root, split)
+        for i in TQDM(range(n), desc=f"ultrald: drawing {root.name} {split}"):
+            img, lines = draw(np.random.default_rng([seed, k * 10**6 + i]), split)
+            cv2.imwrite(str(images / f"{i:06d}.png"), img)
+            (labels / f"{i:06d}.txt").write_text("\n".join(lines))
+    write_data_yaml(root, names, {s: f"images/{s}" for s in splits})
+    stamp.write_text(json.dumps(key))
+    LOGGER.info(f"ultrald: synthetic dataset ({', '.join(f'{n} {s}' for s, n in splits.items())}) written to {root}")
+    return yaml_file
