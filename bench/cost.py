@@ -25,7 +25,14 @@ import statistics
 import sys
 import time
 
-LABELS = ("ultrald teacher forward", "ultralytics loss", "ultrald terms", "ultrald VLR region", "ultrald LD", "ultrald KD")
+LABELS = (
+    "ultrald teacher forward",
+    "ultralytics loss",
+    "ultrald terms",
+    "ultrald VLR region",
+    "ultrald LD",
+    "ultrald KD",
+)
 
 
 def cost(teacher: str, warmup: int = 3, **overrides) -> dict[str, float]:
@@ -91,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         ("  of which LD", r["ultrald LD"]),
         ("  of which KD", r["ultrald KD"]),
     ]
-    print(f"\n{r['iterations']} iterations, {r['step']:.3f} s/iter\n\n| part | s/iter | share of the step |\n|---|---:|---:|")
+    print(
+        f"\n{r['iterations']} iterations, {r['step']:.3f} s/iter\n\n| part | s/iter | share of the step |\n|---|---:|---:|"
+    )
     for name, v in rows:
         print(f"| {name} | {v:.4f} | {v / r['step']:.1%} |")
     return 0

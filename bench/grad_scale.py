@@ -44,7 +44,9 @@ def grad_scale(student: str, teacher: str, data: str, batches: int = 4, **overri
         preds = model(batch["img"])
         loss, items = criterion.loss(preds, batch)
         for i, name in enumerate(items):
-            grads = torch.autograd.grad(loss[i], [preds["boxes"], preds["scores"]], retain_graph=True, allow_unused=True)
+            grads = torch.autograd.grad(
+                loss[i], [preds["boxes"], preds["scores"]], retain_graph=True, allow_unused=True
+            )
             row = [float(items[name])] + [float(g.norm()) if g is not None else 0.0 for g in grads]
             sums[name] = [a + b for a, b in zip(sums.get(name, [0.0] * 3), row)]
     return {k: tuple(v / batches for v in row) for k, row in sums.items()}

@@ -331,8 +331,8 @@ def test_validator_maps_perfect_predictions_to_ap_1(tiny):
 
     root, data_yaml, shapes, teacher = tiny
     for name, data in ("json", data_yaml), ("labels", shapes):  # converted: the original json; plain: the labels
-        args = dict(data=str(data), imgsz=IMGSZ, batch=8, plots=False, project=str(root / "runs"), name=name)
-        v = oracle(Validator).run(YOLO(str(teacher)), **args, exist_ok=True)
+        args = {"data": str(data), "imgsz": IMGSZ, "batch": 8, "plots": False, "project": str(root / "runs")}
+        v = oracle(Validator).run(YOLO(str(teacher)), **args, name=name, exist_ok=True)
         assert v.results["AP"] == v.results["AP50"] == 1.0, name
         assert v.args.max_det == 100  # COCO's detections per image
     assert {d["image_id"] for d in v.detections} == set(range(8))  # plain: image ids are positions
@@ -416,7 +416,7 @@ def test_e2e_distil_then_coco_protocol(tiny):
         "name=cli",
         "exist_ok=True",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=300)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=os.environ, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.lstrip().startswith("Average ")]
     assert len(lines) == 12, (out.stdout + out.stderr)[-3000:]

@@ -34,7 +34,6 @@ from ultrald.eval.dota import (
     merge_patches,
     poly_iou,
     poly_nms,
-    read_task1,
     write_task1,
 )
 from ultrald.eval.protocol import batch_labels
@@ -98,6 +97,16 @@ def dota_root(tmp_path):
     (root / "val/labelTxt/P0002.txt").write_text("\n".join(P0002) + "\n")
     image(root / "test/images/P0003.jpg", 150, 100, 2)
     return root
+
+
+def read_task1(folder, names):
+    """Task1_<class>.txt files back into image -> Detections."""
+    rows = {}
+    for c, name in enumerate(names):
+        for line in (folder / f"Task1_{name}.txt").read_text().splitlines():
+            image, score, *poly = line.split()
+            rows.setdefault(image, []).append([*map(float, poly), float(score), c])
+    return {image: Detections(a[:, :8], a[:, 8], a[:, 9]) for image, a in ((i, np.array(r)) for i, r in rows.items())}
 
 
 def read_labels(file):

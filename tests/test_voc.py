@@ -215,7 +215,8 @@ def test_validator_on_converted_voc(devkit, tmp_path):
 
     data_yaml = convert_voc(devkit, tmp_path / "voc", sets=("2007:trainval",), test=("2007:test",))
     model = YOLO(str(tiny_yaml(tmp_path / "m.yaml", width=0.0625)))  # untrained: the oracle replaces its boxes
-    args = dict(data=str(data_yaml), imgsz=IMGSZ, batch=2, plots=False, project=str(tmp_path), exist_ok=True)
+    args = {"data": str(data_yaml), "imgsz": IMGSZ, "batch": 2, "plots": False, "project": str(tmp_path)}
+    args["exist_ok"] = True
     v = Oracle(args={**args, "name": "oracle", "rect": True})
     stats = v(model=model.model)
     assert v.results["mAP50_07"] == v.results["mAP50"] == 1.0 and v.results["AP"] == pytest.approx(1.0)

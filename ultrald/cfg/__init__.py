@@ -70,7 +70,9 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
     if not 0 <= a.get("vlr_alpha", 0.25) < 1:
         raise ValueError(f"'vlr_alpha={a['vlr_alpha']}' must lie in [0, 1); the paper uses 0.25.")
     if not 0 <= a.get("dis_until", 0) <= 1:
-        raise ValueError(f"'dis_until={a['dis_until']}' must lie in [0, 1]: a fraction of the epochs (0: constant dis).")
+        raise ValueError(
+            f"'dis_until={a['dis_until']}' must lie in [0, 1]: a fraction of the epochs (0: constant dis)."
+        )
     if a.get("vlr_scale", 1) <= 0:
         raise ValueError(f"'vlr_scale={a['vlr_scale']}' must be > 0 (virtual anchor side in strides).")
     if not isinstance(a.get("vlr", True), bool):

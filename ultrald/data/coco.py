@@ -6,8 +6,9 @@
 writes `coco-yolo/{images,labels}/{train,val}`, `image_ids.json` and `data.yaml`. Images are symlinked (or copied)
 under their json `file_name`, sub-folders included. Categories become contiguous class indices in the order of their
 ids; the yaml keeps each index's category id and the original jsons, so `metric=coco` evaluates with pycocotools
-against the untouched annotations, crowd included. Ultralytics' `convert_coco` does not fit: it maps classes with the
-fixed COCO-80 table (or `category_id - 1`), places no images, writes no yaml and keeps no way back to the image ids.
+against the untouched annotations, crowd included. Without --val-json the one json becomes the val split, which the
+yaml also names for train. Ultralytics' `convert_coco` does not fit: it maps classes with the fixed COCO-80 table (or
+`category_id - 1`), places no images, writes no yaml and keeps no way back to the image ids.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from pathlib import Path, PurePosixPath
 from ultralytics.data.utils import IMG_FORMATS
 from ultralytics.utils import LOGGER
 
-from .common import Problems, box_label, converter_cli, image_size, split_summary, write_data_yaml, write_sample
+from .common import Problems, box_label, check_dir, image_size, make_cli, summarize, write_data_yaml, write_sample
 
-REQUIRED = ("images", "annotations", "categories")
 IMAGE_IDS = "image_ids.json"  # {split: {image path relative to images/<split>: original image id}}
 YAML_HEADER = """\
 # Written by 'yolo-ld convert coco'. Ultralytics reads path/train/val/names; ultrald's COCO evaluation also reads:
@@ -39,11 +39,6 @@ def is_numbers(x, n: int) -> bool:
     return ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x)
 
 
-def _integer(x) -> bool:
-    """Return whether x is an int (not a bool)."""
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def relative_name(file_name: str) -> PurePosixPath | None:
     """Return an image's json `file_name` as a safe relative path (sub-folders kept, '..' and roots dropped)."""
     parts = [p for p in PurePosixPath(str(file_name).replace("\\", "/")).parts if p not in {"/", ".", ".."}]
@@ -52,20 +47,17 @@ def relative_name(file_name: str) -> PurePosixPath | None:
 
 def load_instances(file: str | Path) -> dict:
     """Load a COCO instances json, raising FileNotFoundError/ValueError that name the file when it is not one."""
-    file = Path(file)
-    if not file.is_file():
+    if not (file := Path(file)).is_file():
         raise FileNotFoundError(f"COCO annotation file '{file}' does not exist.")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"'{file}' is not valid JSON ({e}); expected a COCO instances json.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"'{file}' is not a COCO instances json: it holds a {type(data).__name__}, not an object.")
-    missing = [k for k in REQUIRED if not isinstance(data.get(k), list)]
-    if missing:
+    keys = ["images", "annotations", "categories"]
+    if missing := [k for k in keys if not (isinstance(data, dict) and isinstance(data.get(k), list))]:
         raise ValueError(
-            f"'{file}' is not a COCO instances json: {missing} missing or not lists "
-            f"(an instances json has {list(REQUIRED)}, e.g. annotations/instances_val2017.json)."
+            f"'{file}' is not a COCO instances json: {missing} missing or not lists (an instances json has {keys}, "
+            "e.g. annotations/instances_val2017.json)."
         )
     return data
 
@@ -74,10 +66,8 @@ def categories(data: dict, file: Path) -> tuple[dict[int, str], dict[int, int]]:
     """Return (names, category_ids): contiguous class index -> name and -> original id, in the order of the ids."""
     cats = {}
     for c in data["categories"]:
-        if not isinstance(c, dict) or not _integer(c.get("id")):
-            raise ValueError(f"'{file}': category {c!r} has no integer 'id'.")
-        if c["id"] in cats:
-            raise ValueError(f"'{file}': category id {c['id']} appears twice.")
+        if not isinstance(c, dict) or type(c.get("id")) is not int or c["id"] in cats:  # JSON ints: no bools
+            raise ValueError(f"'{file}': category {str(c)[:80]} has no integer 'id', or one that appears twice.")
         cats[c["id"]] = str(c.get("name", c["id"]))
     if not cats:
         raise ValueError(f"'{file}' has no categories.")
@@ -89,17 +79,16 @@ def convert_split(
     data: dict, file: Path, images_dir: Path, out_dir: Path, split: str, category_ids: dict[int, int], copy: bool
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Write one split's images and labels; return (image path relative to images/<split> -> image id, counts)."""
-    problems, n = Problems(), Counter()
-    cls_of = {cid: i for i, cid in enumerate(category_ids.values())}
-    images, sizes = {}, {}
+    problems, n, images, sizes = Problems(), Counter(), {}, {}
+    cls_of = {cid: i for i, cid in category_ids.items()}
     for img in data["images"]:
-        if not (isinstance(img, dict) and _integer(img.get("id")) and isinstance(img.get("file_name"), str)):
+        if not (isinstance(img, dict) and type(img.get("id")) is int and isinstance(img.get("file_name"), str)):
             problems("bad image", f"{file}: image entry {str(img)[:80]} lacks an int 'id' or a 'file_name', skipped")
         elif img["id"] in images:
             problems("bad image", f"{file}: image id {img['id']} appears twice, the second is skipped")
         else:
             images[img["id"]] = img
-    lines: dict[int, list[str]] = {i: [] for i in images}
+    lines: dict[int, list[str]] = {i: [] for i in images}  # image id -> its YOLO label lines
     for ann in data["annotations"]:
         ann = ann if isinstance(ann, dict) else {}
         where, image_id = f"{file}: annotation {ann.get('id')}", ann.get("image_id")
@@ -120,22 +109,21 @@ def convert_split(
                 n["dropped"] += 1
             elif line := box_label(cls_of[ann["category_id"]], (*box[:2], box[0] + box[2], box[1] + box[3]), *wh, n):
                 lines[image_id].append(line)
-    ids, seen = {}, set()
+    ids = {}  # image path relative to images/<split> -> image id
     for image_id, img in images.items():
         rel, src = relative_name(img["file_name"]), images_dir / img["file_name"]
         if rel is None or rel.suffix[1:].lower() not in IMG_FORMATS:
             problems("not an image", f"{file}: image {image_id} '{img['file_name']}' is no image file name, skipped")
-        elif rel in seen:
+        elif rel.as_posix() in ids:
             problems("duplicate", f"{file}: image {image_id} repeats file_name '{img['file_name']}', skipped")
         elif not src.is_file():
             problems("missing image", f"{file}: image {image_id} file '{src}' does not exist, skipped")
         else:
-            seen.add(rel)
             write_sample(src, out_dir / "images" / split / rel, lines[image_id], copy, n)
             ids[rel.as_posix()] = image_id
             continue
         n["boxes of skipped images"] += len(lines[image_id])
-    counts = split_summary(f"COCO {split} from {file}", n, problems, "crowd")
+    counts = summarize(f"COCO {split} from {file}", n, problems, "crowd")
     if not ids:
         raise ValueError(f"'{file}': none of its {len(images)} images could be converted (images dir '{images_dir}').")
     return ids, counts
@@ -151,9 +139,8 @@ def convert_coco(
 ) -> Path:
     """Convert COCO instances json(s) and their images into an Ultralytics dataset; return its data yaml.
 
-    With `val_json` and `val_images`, `instances_json` + `images_dir` are the train split and they the val split (COCO
-    2017: instances_train2017.json + train2017/, instances_val2017.json + val2017/). Without, the one json becomes
-    the val split and the yaml names it for train too. `copy` copies the images instead of symlinking them.
+    With `val_json` and `val_images`, `instances_json` + `images_dir` are the train split and they the val split;
+    without, the one json becomes the val split. `copy` copies the images instead of symlinking them.
 
     Examples:
         >>> convert_coco("instances_train2017.json", "train2017", "coco", val_json="instances_val2017.json",
@@ -161,37 +148,30 @@ def convert_coco(
     """
     if (val_json is None) != (val_images is None):
         raise ValueError("--val-json and --val-images (val_json and val_images) go together: give both or neither.")
-    out_dir = Path(out_dir).resolve()
+    out_dir, cats = Path(out_dir).resolve(), None
     sources = {"val": (instances_json, images_dir)}
     if val_json:
         sources = {"train": (instances_json, images_dir), "val": (val_json, val_images)}
-    names = category_ids = None
     image_ids, annotations, summary = {}, {}, {}
     for split, (file, images) in sources.items():
         file, images = Path(file).resolve(), Path(images).resolve()
         data = load_instances(file)
-        if not images.is_dir():
-            raise FileNotFoundError(f"images folder '{images}' of '{file}' does not exist.")
-        if out_dir == images or images in out_dir.parents:
-            raise ValueError(f"out_dir '{out_dir}' lies inside the images folder '{images}'; choose another folder.")
-        split_names, split_ids = categories(data, file)
-        if names is None:
-            names, category_ids = split_names, split_ids
-        elif (split_names, split_ids) != (names, category_ids):
+        check_dir(images, out_dir, "images folder")
+        if (found := categories(data, file)) != (cats := cats or found):
             raise ValueError(f"the categories of '{file}' differ from those of '{instances_json}'.")
-        image_ids[split], summary[split] = convert_split(data, file, images, out_dir, split, category_ids, copy)
+        image_ids[split], summary[split] = convert_split(data, file, images, out_dir, split, cats[1], copy)
         annotations[split] = str(file)
     if "train" not in sources:
         LOGGER.warning("ultrald: no val_json given, so the one split converted is named for both train and val.")
     (out_dir / IMAGE_IDS).write_text(json.dumps(image_ids))
     splits = {"train": f"images/{next(iter(sources))}", "val": "images/val"}
-    extra = {"category_ids": category_ids, "annotations": annotations, "image_ids": IMAGE_IDS, "summary": summary}
-    yaml_file = write_data_yaml(out_dir, names, splits, YAML_HEADER, **extra)
-    LOGGER.info(f"ultrald: COCO dataset ({len(names)} classes) written to {yaml_file}")
+    extra = {"category_ids": cats[1], "annotations": annotations, "image_ids": IMAGE_IDS, "summary": summary}
+    yaml_file = write_data_yaml(out_dir, cats[0], splits, YAML_HEADER, **extra)
+    LOGGER.info(f"ultrald: COCO dataset ({len(cats[0])} classes) written to {yaml_file}")
     return yaml_file
 
 
-cli = converter_cli(
+cli = make_cli(
     "coco",
     lambda a: convert_coco(a.json, a.images, a.out, a.copy, a.val_json, a.val_images),
     {
@@ -200,10 +180,7 @@ cli = converter_cli(
         "out": "output folder (images/, labels/, image_ids.json, data.yaml)",
         "--val-json": "instances json of the val split, e.g. annotations/instances_val2017.json",
         "--val-images": "folder of the val images, e.g. val2017",
-        "--copy": dict(action="store_true", help="copy the images instead of symlinking them"),
+        "--copy": {"action": "store_true", "help": "copy the images instead of symlinking them"},
     },
-    description="Convert COCO instances json(s) and images into an Ultralytics dataset for ultrald (YOLO labels, "
-    "symlinked images, a data yaml that keeps the original category ids and annotation files).",
-    epilog="example (COCO 2017): yolo-ld convert coco annotations/instances_train2017.json train2017 coco-yolo "
-    "--val-json annotations/instances_val2017.json --val-images val2017",
+    __doc__,
 )

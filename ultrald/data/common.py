@@ -87,23 +87,26 @@ def write_sample(src: Path, dst: Path, lines: list[str], copy: bool, counts: Cou
     counts.update(images=1, boxes=len(lines), background=not lines)
 
 
-def split_summary(what: str, counts: Counter, problems: Problems, excluded: str) -> dict[str, int]:
-    """Log a one-line summary of a detection split's conversion; return its counts with the problems'.
-
-    `excluded` names the boxes kept out of the labels on purpose (crowd, difficult): evaluation reads them.
-    """
-    c = Counter(counts)
-    line = (
+def summarize(what: str, counts: Counter, problems: Problems, excluded: str) -> dict[str, int]:
+    """Log a one-line summary of a detection split's conversion; return its counts with the problems'. `excluded`
+    names the boxes kept out of the labels on purpose (crowd, difficult): evaluation reads them."""
+    c, skipped = Counter(counts), ", ".join(f"{v} {k}" for k, v in problems.counts.items())
+    LOGGER.info(
         f"ultrald: {what}: {c['images']} images ({c['background']} background), {c['boxes']} boxes; "
         f"{c[excluded]} {excluded} kept out of the labels (evaluation reads them from the original annotations), "
         f"{c['clipped']} clipped to the image, {c['dropped']} dropped (nothing left after clipping, or not a box)"
+        + (f"; skipped: {skipped}" if skipped else "")
+        + (f" ({c['boxes of skipped images']} boxes of skipped images)" if c["boxes of skipped images"] else "")
     )
-    if problems.counts:
-        line += "; skipped: " + ", ".join(f"{v} {k}" for k, v in problems.counts.items())
-    if c["boxes of skipped images"]:
-        line += f" ({c['boxes of skipped images']} boxes of skipped images)"
-    LOGGER.info(line)
     return {**counts, **{f"skipped {k}": v for k, v in problems.counts.items()}}
+
+
+def check_dir(source: Path, out: Path, what: str) -> None:
+    """Raise FileNotFoundError when the folder `source` (the `what`) is missing, ValueError when `out` lies in it."""
+    if not source.is_dir():
+        raise FileNotFoundError(f"{what} '{source}' does not exist.")
+    if out == source or source in out.parents:
+        raise ValueError(f"out_dir '{out}' lies inside the {what} '{source}'; choose another folder.")
 
 
 def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header: str = "", **extra) -> Path:
@@ -115,27 +118,25 @@ def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header:
     return file
 
 
-def converter_cli(name: str, convert: Callable, arguments: Mapping[str, str | dict], **parser) -> Callable:
+def make_cli(name: str, convert: Callable, arguments: Mapping[str, str | dict], description: str) -> Callable:
     """Return the `yolo-ld convert <name>` entry point `cli(argv) -> exit status`.
 
     `arguments` maps each argument to its help text or `add_argument` keywords; `convert(args)` converts and returns
-    the data yaml, printed on stdout; `parser` holds ArgumentParser keywords (description, epilog). -h and usage errors
-    return argparse's status; FileNotFoundError and ValueError print one line on stderr and return 2.
+    the data yaml, printed on stdout; `description` (the converter's module docstring) is shown by -h as written. -h
+    and usage errors return argparse's status; FileNotFoundError and ValueError print one line on stderr and return 2.
     """
-    prog = f"yolo-ld convert {name}"
 
     def cli(argv: list[str]) -> int:
-        p = argparse.ArgumentParser(prog=prog, **parser)
+        raw = argparse.RawDescriptionHelpFormatter  # -h shows the description (a module docstring) as written
+        p = argparse.ArgumentParser(f"yolo-ld convert {name}", description=description, formatter_class=raw)
         for arg, spec in arguments.items():
             p.add_argument(arg, **(spec if isinstance(spec, dict) else {"help": spec}))
         try:
-            args = p.parse_args(argv)
+            print(convert(p.parse_args(argv)))
         except SystemExit as e:  # -h, or a usage error argparse already printed
             return int(e.code or 0)
-        try:
-            print(convert(args))
         except (FileNotFoundError, ValueError) as e:
-            print(f"{prog}: error: {e}", file=sys.stderr)
+            print(f"{p.prog}: error: {e}", file=sys.stderr)
             return 2
         return 0
 

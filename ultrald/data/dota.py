@@ -1,13 +1,13 @@
 """DOTA v1.0/v1.5 (images + labelTxt) -> Ultralytics OBB dataset of overlapping patches that remember their origin.
 
-    yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 --size 1024 --gap 200 --rates 1.0
+    yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 --size 1024 --gap 200 --rates 0.5 1.0 1.5
 
 Reads <root>/<split>/{images,labelTxt} (as distributed) or <root>/{images,labelTxt}/<split>; writes images/<split>/
 <patch>.png, labels/<split>/<patch>.txt ('cls x1 y1 ... x4 y4', normalised), patches.json (split -> patch -> [image,
 rate, x, y]) and data.yaml, which names the original annotations `metric=dota` evaluates on. Splitting follows the
 devkit's ImgSplit (windows `gap` apart, the last flush with the border, patches `<image>__<rate>__<x>___<y>`); a cut
-object keeps the minimum-area rectangle of its part inside when at least `iof` of it is inside. Layouts, options and
-the deliberate differences from ImgSplit: datasets/dota.md.
+object keeps the minimum-area rectangle of its part inside when at least `iof` of it is inside; several `--rates`
+split at several scales. Layouts, options and the deliberate differences from ImgSplit: datasets/dota.md.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -25,24 +26,23 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import shapely
+from ultralytics.data.utils import IMG_FORMATS
 from ultralytics.utils import LOGGER, TQDM
 
-from .common import Problems, clear_cache, converter_cli, image_size, place_image, write_data_yaml, write_label
+from .common import Problems, check_dir, clear_cache, image_size, make_cli, place_image, write_data_yaml, write_label
 
 DOTA_CLASSES = {
     "1.0": tuple(
-        "plane ship storage-tank baseball-diamond tennis-court basketball-court ground-track-field harbor bridge "
+        "plane ship storage-tank baseball-diamond tennis-court basketball-court ground-track-field harbor bridge "  # noqa: SIM905
         "large-vehicle small-vehicle helicopter roundabout soccer-ball-field swimming-pool".split()
     )
 }
 DOTA_CLASSES["1.5"] = (*DOTA_CLASSES["1.0"], "container-crane")
 NAME_STYLES = ("dota", "ultralytics")  # 'storage-tank' (DOTA's files) or 'storage tank' (Ultralytics' DOTA yamls)
-HEADER_KEYS = ("imagesource", "gsd")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MIN_AREA = 1.0  # px^2: a polygon with less area is degenerate
 PATCHES = "patches.json"
 PROBLEMS = "problems.txt"
-PATCH_NAME = re.compile(r"^(?P<image>.+)__(?P<rate>\d+(?:\.\d+)?)__(?P<x>\d+)___(?P<y>\d+)$")
+PATCH_NAME = re.compile(r"^(?P<image>.+)__(?P<rate>\d+(?:\.\d+)?)__(?P<x>\d+)___(?P<y>\d+)(?:\.\w+)?$")  # .ext optional
 SPLITS = ("train", "val", "test")
 LINE_PROBLEMS = ("wrong count", "non-numeric", "unknown class", "degenerate")  # what parse_dota_txt skips
 YAML_HEADER = """\
@@ -82,9 +82,7 @@ def parse_patch_name(name: str) -> Patch | None:
     `a` <= 10 is the devkit's scale rate; a larger `a` is the window size of Ultralytics' split_dota, which cuts
     its windows from the unscaled image: rate 1.
     """
-    name = Path(name).name
-    m = PATCH_NAME.match(name) or PATCH_NAME.match(Path(name).stem)
-    if m is None:
+    if (m := PATCH_NAME.match(Path(name).name)) is None:
         return None
     rate = float(m["rate"])
     return Patch(m["image"], rate if 0 < rate <= 10 else 1.0, int(m["x"]), int(m["y"]))
@@ -97,10 +95,10 @@ def canonical_name(name: str) -> str:
 
 def class_names(version: str = "1.0", style: str = "dota") -> tuple[str, ...]:
     """Return the classes of a DOTA version in their official order, hyphenated ('dota') or spaced ('ultralytics')."""
-    if version not in DOTA_CLASSES:
-        raise ValueError(f"DOTA version '{version}' is not one of {list(DOTA_CLASSES)}.")
-    if style not in NAME_STYLES:
-        raise ValueError(f"class name style '{style}' is not one of {list(NAME_STYLES)}.")
+    if version not in DOTA_CLASSES or style not in NAME_STYLES:
+        raise ValueError(
+            f"DOTA version '{version}' / name style '{style}' is not one of {list(DOTA_CLASSES)} / {NAME_STYLES}."
+        )
     names = DOTA_CLASSES[version]
     return names if style == "dota" else tuple(n.replace("-", " ") for n in names)
 
@@ -127,32 +125,30 @@ def parse_dota_txt(
     known = {canonical_name(c): c for c in classes} if classes else None
     objects, header, problems = [], {}, []
     text = Path(file).read_text(encoding="utf-8-sig", errors="replace")
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    for n, line in enumerate(text.splitlines(), 1):
+        line, fields = line.strip(), line.split()
         key, sep, value = line.partition(":")
-        if not line or (sep and key.strip().lower() in HEADER_KEYS):
+        if not line or (sep and key.strip().lower() in {"imagesource", "gsd"}):
             header.update({key.strip().lower(): value.strip()} if line else {})
             continue
-        where, shown, fields = f"{file}:{n}", line if len(line) <= 100 else line[:97] + "...", line.split()
-        if len(fields) not in {9, 10}:
-            problems.append(("wrong count", f"{where}: {len(fields)} fields, not 8 coordinates + class [+ difficult]"))
-            continue
-        try:
-            coords = [float(v) for v in fields[:8]]
-            difficult = float(fields[9]) if len(fields) == 10 else 0.0
+        try:  # 8 coordinates and the difficult flag (0 when absent, as in the devkit)
+            values = np.array([*fields[:8], fields[9] if len(fields) == 10 else 0], dtype=np.float64)
         except ValueError:
-            coords, difficult = [], float("nan")
-        if not np.isfinite([*coords, difficult]).all():
-            problems.append(("non-numeric", f"{where}: a coordinate or the difficult flag is not a finite number"))
+            values = np.array([np.nan])
+        name = fields[8] if len(fields) > 8 else ""
+        if len(fields) not in {9, 10}:
+            kind, reason = "wrong count", f"{len(fields)} fields, not 8 coordinates + class [+ difficult]"
+        elif not np.isfinite(values).all():
+            kind, reason = "non-numeric", "a coordinate or the difficult flag is not a finite number"
+        elif known is not None and canonical_name(name) not in known:
+            kind, reason = "unknown class", f"class '{name}' is not one of the {len(known)} classes"
+        elif (area := polygons(values[:8])[0].area) < MIN_AREA:
+            kind, reason = "degenerate", f"the polygon has {area:.3g} px^2 of area: '{line[:100]}'"
+        else:
+            name = known[canonical_name(name)] if known else name
+            objects.append(DOTAObject(tuple(values[:8].tolist()), name, bool(values[8])))
             continue
-        name = fields[8]
-        if known is not None and canonical_name(name) not in known:
-            problems.append(("unknown class", f"{where}: class '{name}' is not one of the {len(known)} classes"))
-            continue
-        if (area := polygons(coords)[0].area) < MIN_AREA:
-            problems.append(("degenerate", f"{where}: the polygon has {area:.3g} px^2 of area: '{shown}'"))
-            continue
-        objects.append(DOTAObject(tuple(coords), known[canonical_name(name)] if known else name, difficult != 0))
+        problems.append((kind, f"{file}:{n}: {reason}"))
     return objects, header, problems
 
 
@@ -287,14 +283,15 @@ def find_split(root: Path, split: str, version: str, labels: str | None) -> tupl
 
 def convert_split(
     split: str, images_dir: Path, labels_dir: Path | None, out_dir: Path, classes, s: SplitSettings, problems, workers
-) -> tuple[dict, dict, Counter]:
-    """Convert (split) the images of one split; return (patch -> [image, rate, x, y], image -> [file, w, h], counts)."""
+) -> tuple[dict, dict, dict]:
+    """Convert (split) the images of one split; log a summary; return (patch -> [image, rate, x, y], image -> [file, w,
+    h], counts)."""
     for d in out_dir / "images" / split, out_dir / "labels" / split:
         shutil.rmtree(d, ignore_errors=True)
     (out_dir / "images" / split).mkdir(parents=True)
     clear_cache(out_dir, split)
     stems = {}
-    for f in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for f in sorted(p for p in images_dir.iterdir() if p.suffix[1:].lower() in IMG_FORMATS):
         if f.stem in stems:
             problems("duplicate image", f"'{f}' has the stem of '{stems[f.stem]}', skipped")
         else:
@@ -309,37 +306,28 @@ def convert_split(
             problems("missing label", f"'{f}' has no annotation file '{label}', skipped")
         else:
             tasks.append((f, label, out_dir / "images" / split, classes, s))
-    patches, sizes, counts = {}, {}, Counter()
-    pool = ProcessPoolExecutor(workers) if workers > 1 and len(tasks) > 1 else None
-    try:
+    patches, sizes, c = {}, {}, Counter()
+    with ProcessPoolExecutor(workers) if workers > 1 and len(tasks) > 1 else nullcontext() as pool:
         for r in TQDM((pool.map if pool else map)(convert_image, tasks), total=len(tasks), desc=f"DOTA {split}"):
             for kind, message in r["problems"]:
                 problems(kind, message)
-            counts["skipped lines"] += sum(kind in LINE_PROBLEMS for kind, _ in r["problems"])
-            counts.update(r["counts"])
+            c.update(r["counts"], **{"skipped lines": sum(kind in LINE_PROBLEMS for kind, _ in r["problems"])})
             if r.get("skipped"):
-                counts["skipped images"] += 1
-                continue
-            counts["images"] += 1
-            patches.update(r["patches"])
-            sizes[Path(r["image"]).stem] = [r["image"], *r["size"]]
-    finally:
-        if pool:
-            pool.shutdown()
-    if not counts["images"]:
+                c["skipped images"] += 1
+            else:
+                c["images"] += 1
+                patches.update(r["patches"])
+                sizes[Path(r["image"]).stem] = [r["image"], *r["size"]]
+    if not c["images"]:
         raise ValueError(f"none of the {len(stems)} images in '{images_dir}' could be converted.")
-    return patches, sizes, counts
-
-
-def summary_line(split: str, counts: Counter, s: SplitSettings) -> str:
-    """Return a one-line summary of a split's conversion counts."""
-    c, unit = counts, "patches" if s.size else "images"
-    line = f"ultrald: DOTA {split}: {c['images']} images -> {c['patches']} {unit}, {c['objects']} objects ("
-    line += f"{c['difficult']} difficult, {'dropped' if s.drop_difficult else 'kept'}) -> {c['labels']} labels; "
-    line += ", ".join(
-        f"{v} {k}" for k, v in c.items() if k not in {"images", "patches", "objects", "difficult", "labels"}
+    done = {"images", "patches", "objects", "difficult", "labels"}
+    LOGGER.info(
+        f"ultrald: DOTA {split}: {c['images']} images -> {c['patches']} {'patches' if s.size else 'images'}, "
+        f"{c['objects']} objects ({c['difficult']} difficult, {'dropped' if s.drop_difficult else 'kept'}) -> "
+        f"{c['labels']} labels; {', '.join(f'{v} {k}' for k, v in c.items() if k not in done)} ('clipped' at a "
+        f"patch border; 'cut': left out of a patch holding less than {s.iof} of one)"
     )
-    return line + f" ('clipped' at a patch border; 'cut': left out of a patch holding less than {s.iof} of one)"
+    return patches, sizes, dict(c)
 
 
 def convert_dota(
@@ -366,22 +354,17 @@ def convert_dota(
     (images linked, labels clipped to the image); `workers` <= 1 converts in this process.
     """
     root, out = Path(dota_root).resolve(), Path(out_dir).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"DOTA root '{root}' does not exist.")
-    if out == root or root in out.parents:
-        raise ValueError(f"out_dir '{out}' lies inside the DOTA root '{root}'; choose another folder.")
+    check_dir(root, out, "DOTA root")
     previous = (out / "data.yaml").is_file() and "dota_root:" in (out / "data.yaml").read_text()
     if out.is_dir() and any(out.iterdir()) and not previous:
         raise ValueError(f"out_dir '{out}' is not empty and holds no previous 'yolo-ld convert dota' output.")
     classes = class_names(version, names)
-    if ext not in {"png", "jpg"}:
-        raise ValueError(f"ext '{ext}' is not 'png' or 'jpg'.")
     if size:
         windows(size, size, size, gap)  # checks size and gap
-    if not rates or any(r <= 0 for r in rates):
-        raise ValueError(f"rates {list(rates)} must be positive numbers, e.g. 1.0 or 0.5 1.0 1.5")
-    if not 0 <= iof <= 1:
-        raise ValueError(f"iof {iof} is not in [0, 1].")
+    if ext not in {"png", "jpg"} or not rates or min(rates) <= 0 or not 0 <= iof <= 1:
+        raise ValueError(
+            f"ext '{ext}' must be png or jpg, rates {list(rates)} positive numbers and iof {iof} in [0, 1]."
+        )
     settings = SplitSettings(size, gap, tuple(float(r) for r in rates), iof, ext, drop_difficult, drop_empty, copy)
     found = {s: find_split(root, s, version, labels) for s in (splits or SPLITS)}
     if splits and (missing := [s for s, f in found.items() if f is None]):
@@ -396,11 +379,9 @@ def convert_dota(
     problems, mapping, image_sizes, summary = Problems(), {}, {}, {}
     for s, (images, labels_dir) in found.items():
         labels_dir = labels_dir if s != "test" else None
-        mapping[s], image_sizes[s], counts = convert_split(
+        mapping[s], image_sizes[s], summary[s] = convert_split(
             s, images, labels_dir, out, classes, settings, problems, workers
         )
-        summary[s] = dict(counts)
-        LOGGER.info(summary_line(s, counts, settings))
     (out / PROBLEMS).unlink(missing_ok=True)
     if problems.messages:
         (out / PROBLEMS).write_text("\n".join(problems.messages) + "\n")
@@ -413,41 +394,37 @@ def convert_dota(
         (out / PATCHES).write_text(json.dumps(payload, separators=(",", ":")))
     if "train" not in found or "val" not in found:
         LOGGER.warning(f"ultrald: converted only {list(found)}; train and val point at the same split.")
-    train = "images/train" if "train" in found else "images/val" if "val" in found else "images/test"
-    folders = {"train": train, "val": "images/val" if "val" in found else train}
+    first = f"images/{next(s for s in SPLITS if s in found)}"  # what a missing train or val points at
+    folders = {s: f"images/{s}" if s in found else first for s in ("train", "val")}
     folders["test"] = "images/test" if "test" in found else None
-    split = dict(size=size, gap=gap, rates=list(settings.rates), iof=iof, ext=ext if size else "original")
+    split = {"size": size, "gap": gap, "rates": list(settings.rates), "iof": iof, "ext": ext if size else "original"}
     split["difficult"] = "dropped" if drop_difficult else "kept"
-    extra = dict(dota_version=version, dota_root=str(root), patches=PATCHES if size else None, split=split)
     annotations = {s: str(f[1]) for s, f in found.items() if s != "test" and f[1] is not None}
+    extra = {"dota_version": version, "dota_root": str(root), "patches": PATCHES if size else None, "split": split}
     yaml_file = write_data_yaml(out, classes, folders, YAML_HEADER, annotations=annotations, **extra, summary=summary)
     LOGGER.info(f"ultrald: DOTA dataset written to {yaml_file}")
     return yaml_file
 
 
-cli = converter_cli(
+cli = make_cli(
     "dota",
     lambda a: convert_dota(**{**vars(a), "rates": tuple(a.rates), "splits": a.splits and tuple(a.splits)}),
     {
         "dota_root": "the DOTA folder holding train/, val/, test/",
         "out_dir": "output folder (images/, labels/, patches.json, data.yaml)",
-        "--version": dict(default="1.0", choices=list(DOTA_CLASSES), help="DOTA version (default 1.0)"),
-        "--size": dict(type=int, default=1024, help="patch size in pixels; 0: do not split (default 1024)"),
-        "--gap": dict(type=int, default=200, help="overlap of neighbouring patches (default 200)"),
-        "--rates": dict(type=float, nargs="+", default=[1.0], help="scale rates (default 1.0)"),
-        "--iof": dict(type=float, default=0.7, help="area fraction a cut object keeps (default 0.7)"),
-        "--splits": dict(nargs="+", choices=SPLITS, help="splits to convert (default: all found)"),
-        "--ext": dict(default="png", choices=("png", "jpg"), help="patch format (default png, lossless)"),
-        "--drop-difficult": dict(action="store_true", help="leave difficult objects out of the labels"),
-        "--drop-empty": dict(action="store_true", help="write no train patch without objects"),
-        "--names": dict(default="dota", choices=NAME_STYLES, help="'storage-tank' or 'storage tank'"),
+        "--version": {"default": "1.0", "choices": list(DOTA_CLASSES), "help": "DOTA version (default 1.0)"},
+        "--size": {"type": int, "default": 1024, "help": "patch size in pixels; 0: do not split (default 1024)"},
+        "--gap": {"type": int, "default": 200, "help": "overlap of neighbouring patches (default 200)"},
+        "--rates": {"type": float, "nargs": "+", "default": [1.0], "help": "scale rates (default 1.0)"},
+        "--iof": {"type": float, "default": 0.7, "help": "area fraction a cut object keeps (default 0.7)"},
+        "--splits": {"nargs": "+", "choices": SPLITS, "help": "splits to convert (default: all found)"},
+        "--ext": {"default": "png", "choices": ("png", "jpg"), "help": "patch format (default png, lossless)"},
+        "--drop-difficult": {"action": "store_true", "help": "leave difficult objects out of the labels"},
+        "--drop-empty": {"action": "store_true", "help": "write no train patch without objects"},
+        "--names": {"default": "dota", "choices": NAME_STYLES, "help": "'storage-tank' or 'storage tank'"},
         "--labels": "labelTxt folder relative to each split folder, e.g. labelTxt-v1.5/{split}",
-        "--copy": dict(action="store_true", help="--size 0: copy the images instead of symlinking them"),
-        "--workers": dict(type=int, default=min(4, os.cpu_count() or 1), help="parallel processes"),
+        "--copy": {"action": "store_true", "help": "--size 0: copy the images instead of symlinking them"},
+        "--workers": {"type": int, "default": min(4, os.cpu_count() or 1), "help": "parallel processes"},
     },
-    description="Convert raw DOTA v1.0/v1.5 folders (images + labelTxt) into an Ultralytics OBB dataset split into "
-    "overlapping patches, with the patch mapping and the original annotations that metric=dota evaluates on.",
-    epilog="layouts: ROOT/{train,val,test}/images + ROOT/{train,val}/labelTxt (as distributed), or ROOT/images/"
-    "{split} + ROOT/labelTxt/{split}. Example: yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 "
-    "(multi-scale: --rates 0.5 1.0 1.5)",
+    __doc__,
 )

@@ -49,12 +49,19 @@ TEMPLATES = _templates()
 
 
 @dataclass(frozen=True)
-class ShapesConfig:
+class SetSize:
+    """The fields every synthetic set's config has: split sizes and the seed of its drawing."""
+
+    n_train: int = 1000
+    n_val: int = 300
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ShapesConfig(SetSize):
     """What to generate; the same config and seed always give the same files."""
 
     task: str = "detect"  # 'detect' or 'obb'
-    n_train: int = 1000
-    n_val: int = 300
     imgsz: int = 128
     classes: int = len(CLASSES)  # draw the first `classes` of CLASSES
     objects: tuple[int, int] = (2, 8)  # objects per image (min, max)
@@ -63,7 +70,6 @@ class ShapesConfig:
     max_overlap: float = 0.3  # largest IoU allowed between two objects' boxes
     noise: float = 8.0  # std of the Gaussian pixel noise
     clutter: int = 2  # distractor strokes per image (lines and arcs of no class)
-    seed: int = 0
 
 
 def background(rng: np.random.Generator, s: int, blotch: float = 25.0, lo: float = 40, hi: float = 215) -> np.ndarray:

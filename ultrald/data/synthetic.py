@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import UltraldError
 from .common import generate_synthetic
 from .shapes import CLASSES as SHAPES
-from .shapes import ShapesConfig, background, draw_image, label_lines, overlap
+from .shapes import SetSize, ShapesConfig, background, draw_image, label_lines, overlap
 
 
 class MissingDependency(UltraldError, ImportError):
@@ -97,11 +97,9 @@ LETTERS = "AEFHKMNRVWXYkmnwxy+#%"  # distractors that look least like any digit
 
 
 @dataclass(frozen=True)
-class DigitsConfig:
+class DigitsConfig(SetSize):
     """Many small handwritten digits on clutter; the same config and seed always give the same files."""
 
-    n_train: int = 1000
-    n_val: int = 300
     imgsz: int = 160
     objects: tuple[int, int] = (4, 20)  # digits per image (min, max)
     size: tuple[float, float] = (12.0, 40.0)  # digit height in pixels
@@ -113,7 +111,6 @@ class DigitsConfig:
     letters: tuple[int, int] = (0, 6)  # distractor letters per image
     noise: tuple[float, float] = (2.0, 12.0)
     val_fraction: float = 0.25  # the last samples of each digit, kept for val
-    seed: int = 0
 
 
 @lru_cache(maxsize=4)
@@ -206,11 +203,9 @@ CROWD = ("ball", "ring", "stripes", "checker", "blob")
 
 
 @dataclass(frozen=True)
-class CrowdConfig:
+class CrowdConfig(SetSize):
     """Crowded, occluded scenes with a wide range of object scale; the same config and seed give the same files."""
 
-    n_train: int = 1000
-    n_val: int = 300
     imgsz: int = 256
     objects: tuple[int, int] = (1, 40)  # objects per image that stay labelled (min, max); fewer are kept than drawn
     size: tuple[float, float] = (0.04, 0.6)  # longer side as a fraction of the image side, log-uniform
@@ -219,7 +214,6 @@ class CrowdConfig:
     min_visible: float = 0.3  # objects less visible than this (unoccluded in-image share) are not drawn at all
     min_inside: float = 0.5  # objects with less of their area inside the image are not drawn at all
     noise: tuple[float, float] = (2.0, 10.0)
-    seed: int = 0
 
 
 def _crowd_paint(cls: int, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray):
@@ -325,11 +319,9 @@ VEHICLES = ("car", "truck", "boat", "container")
 
 
 @dataclass(frozen=True)
-class CrowdObbConfig:
+class CrowdObbConfig(SetSize):
     """Dense rows of elongated rotated objects (parking lots, harbours); the same config and seed, the same files."""
 
-    n_train: int = 1000
-    n_val: int = 300
     imgsz: int = 256
     objects: tuple[int, int] = (4, 60)  # objects per image (min, max)
     length: tuple[float, float] = (0.08, 0.3)  # long side as a fraction of the image side
@@ -338,7 +330,6 @@ class CrowdObbConfig:
     gap: tuple[float, float] = (1.5, 5.0)  # pixels between neighbours in a row
     lines: tuple[int, int] = (0, 6)  # lane lines per image (long thin distractors of no class)
     noise: tuple[float, float] = (2.0, 8.0)
-    seed: int = 0
 
 
 def _vehicle_paint(cls: int, u: np.ndarray, v: np.ndarray, half: np.ndarray, rng: np.random.Generator):
@@ -442,11 +433,9 @@ SKIMAGE_GREY = ("camera", "brick", "grass", "gravel", "moon")
 
 
 @dataclass(frozen=True)
-class PhotoConfig:
+class PhotoConfig(SetSize):
     """Icons on photographic backgrounds with whole-image augmentation; the same config and seed give the same files."""
 
-    n_train: int = 1000
-    n_val: int = 300
     imgsz: int = 320
     objects: tuple[int, int] = (1, 12)  # icons per image (min, max)
     size: tuple[float, float] = (0.06, 0.35)  # icon side as a fraction of the image side
@@ -454,7 +443,6 @@ class PhotoConfig:
     max_overlap: float = 0.15  # largest IoU between two icons' boxes (before the whole-image transform)
     opacity: tuple[float, float] = (0.7, 1.0)
     geometric: float = 0.5  # probability of each whole-image affine and perspective transform
-    seed: int = 0
 
 
 @lru_cache(maxsize=1)

@@ -21,13 +21,12 @@ from typing import NamedTuple
 
 from ultralytics.utils import LOGGER
 
-from .common import Problems, box_label, converter_cli, image_size, split_summary, write_data_yaml, write_sample
+from .common import Problems, box_label, check_dir, image_size, make_cli, summarize, write_data_yaml, write_sample
 
 VOC_CLASSES = tuple(
-    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant "
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant "  # noqa: SIM905
     "sheep sofa train tvmonitor".split()
 )
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 YAML_HEADER = """\
 # Written by 'yolo-ld convert voc'. Ultralytics reads path/train/val/test/names; ultrald's VOC evaluation also reads:
 #   voc_root: the VOCdevkit folder; images/<split>/VOC<year>/<id>.jpg is evaluated against
@@ -85,38 +84,32 @@ def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: s
     for spec in specs:
         year, name = parse_set(spec)
         base = voc_root / f"VOC{year}"
-        set_file = base / "ImageSets" / "Main" / f"{name}.txt"
-        if not set_file.is_file():
+        if not (set_file := base / "ImageSets" / "Main" / f"{name}.txt").is_file():
             raise FileNotFoundError(f"image set file '{set_file}' of '{spec}' does not exist.")
         for image_id in [line.split()[0] for line in set_file.read_text().splitlines() if line.strip()]:
             if (year, image_id) in done:
                 continue  # listed by two sets
             done.add((year, image_id))
             xml, jpegs = base / "Annotations" / f"{image_id}.xml", base / "JPEGImages"
-            image = next((f for s in IMAGE_SUFFIXES if (f := jpegs / f"{image_id}{s}").is_file()), None)
-            if image is None:
-                problems("missing image", f"{set_file}: image '{jpegs / image_id}.jpg' does not exist")
-                continue
-            if not xml.is_file():
-                problems("missing xml", f"{set_file}: annotation '{xml}' does not exist, image skipped")
-                continue
+            image = next((f for s in (".jpg", ".jpeg", ".png") if (f := jpegs / f"{image_id}{s}").is_file()), None)
             try:
-                wh, objects = parse_voc_xml(xml)
+                wh, objects = parse_voc_xml(xml) if image and xml.is_file() else (None, None)
             except ValueError as e:
                 problems("malformed xml", f"{e} Image skipped.")
                 continue
-            if unknown := sorted({o.name for o in objects} - cls_of.keys()):
+            if image is None:
+                problems("missing image", f"{set_file}: image '{jpegs / image_id}.jpg' does not exist")
+            elif objects is None:
+                problems("missing xml", f"{set_file}: annotation '{xml}' does not exist, image skipped")
+            elif unknown := sorted({o.name for o in objects} - cls_of.keys()):
                 problems("unknown class", f"'{xml}': unknown classes {unknown} (not VOC's 20), image skipped")
-                continue
-            if wh is None and (wh := image_size(image)) is None:
+            elif wh is None and (wh := image_size(image)) is None:
                 problems("unreadable image", f"'{xml}' gives no size and '{image}' cannot be read, image skipped")
-                continue
-            n["difficult"] += sum(o.difficult for o in objects)  # ignored by evaluation, which reads the XML
-            lines = [box_label(cls_of[o.name], o.box, *wh, n) for o in objects if not o.difficult]
-            write_sample(
-                image, out_dir / "images" / split / f"VOC{year}" / image.name, [x for x in lines if x], copy, n
-            )
-    counts = split_summary(f"VOC {split} from {','.join(specs)}", n, problems, "difficult")
+            else:
+                n["difficult"] += sum(o.difficult for o in objects)  # ignored by evaluation, which reads the XML
+                lines = [x for o in objects if not o.difficult and (x := box_label(cls_of[o.name], o.box, *wh, n))]
+                write_sample(image, out_dir / "images" / split / f"VOC{year}" / image.name, lines, copy, n)
+    counts = summarize(f"VOC {split} from {','.join(specs)}", n, problems, "difficult")
     if not n["images"]:
         raise ValueError(f"none of the images of {list(specs)} under '{voc_root}' could be converted.")
     return counts
@@ -135,12 +128,9 @@ def convert_voc(
     "2012:trainval") for VOC07+12; without `test` sets val is the train split. `copy` copies instead of symlinking.
     """
     voc_root, out_dir = Path(voc_root).resolve(), Path(out_dir).resolve()
-    if not voc_root.is_dir():
-        raise FileNotFoundError(f"VOC root '{voc_root}' does not exist.")
+    check_dir(voc_root, out_dir, "VOC root")
     if (voc_root / "VOCdevkit").is_dir() and not any(voc_root.glob("VOC2*")):
         voc_root = voc_root / "VOCdevkit"
-    if out_dir == voc_root or voc_root in out_dir.parents:
-        raise ValueError(f"out_dir '{out_dir}' lies inside the VOC root '{voc_root}'; choose another folder.")
     sets, test = tuple(sets), tuple(test)
     if not sets:
         raise ValueError("at least one training image set is needed, e.g. sets=('2007:trainval',)")
@@ -152,8 +142,7 @@ def convert_voc(
         LOGGER.warning("ultrald: no test sets given, so val is the train split.")
     val = "images/test" if test else "images/train"
     folders = {"train": "images/train", "val": val, "test": val if test else None}
-    sets = {k: list(v) for k, v in splits.items()}
-    extra = {"voc_root": str(voc_root), "sets": sets, "summary": summary}
+    extra = {"voc_root": str(voc_root), "sets": {k: list(v) for k, v in splits.items()}, "summary": summary}
     yaml_file = write_data_yaml(out_dir, VOC_CLASSES, folders, YAML_HEADER, **extra)
     LOGGER.info(f"ultrald: VOC dataset written to {yaml_file}")
     return yaml_file
@@ -164,18 +153,15 @@ def _sets(s: str) -> tuple[str, ...]:
     return tuple(x for x in s.split(",") if x.strip())
 
 
-cli = converter_cli(
+cli = make_cli(
     "voc",
     lambda a: convert_voc(a.voc_root, a.out, _sets(a.sets), _sets(a.test), a.copy),
     {
         "voc_root": "the VOCdevkit folder (holding VOC2007/, VOC2012/)",
         "out": "output folder (images/, labels/, data.yaml)",
-        "--sets": dict(default="2007:trainval,2012:trainval", help="training image sets, YEAR:SET,..."),
-        "--test": dict(default="2007:test", help="evaluation image sets, YEAR:SET,... ('' for none)"),
-        "--copy": dict(action="store_true", help="copy the images instead of symlinking them"),
+        "--sets": {"default": "2007:trainval,2012:trainval", "help": "training image sets, YEAR:SET,..."},
+        "--test": {"default": "2007:test", "help": "evaluation image sets, YEAR:SET,... ('' for none)"},
+        "--copy": {"action": "store_true", "help": "copy the images instead of symlinking them"},
     },
-    description="Convert PASCAL VOC (VOCdevkit XML + ImageSets/Main) into an Ultralytics dataset for ultrald "
-    "(the 20 classes in standard order; difficult objects out of the labels, ignored by metric=voc).",
-    epilog="example (VOC07+12): yolo-ld convert voc VOCdevkit voc-yolo --sets 2007:trainval,2012:trainval "
-    "--test 2007:test",
+    __doc__,
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from importlib import import_module
 
 
 class Benchmark(str, Enum):
@@ -28,13 +29,9 @@ class Benchmark(str, Enum):
     @property
     def validator(self) -> type:
         """The protocol's validator class (its module, with pycocotools and shapely, loads on first use)."""
-        from . import coco, dota, voc
-
-        return {Benchmark.COCO: coco.Validator, Benchmark.VOC: voc.Validator, Benchmark.DOTA: dota.Validator}[self]
+        return import_module(f".{self.value}", __name__).Validator
 
     @property
     def convert(self) -> Callable[[list[str]], int]:
         """The `yolo-ld convert NAME` entry point: cli(argv) -> exit status."""
-        from ..data import coco, dota, voc
-
-        return {Benchmark.COCO: coco.cli, Benchmark.VOC: voc.cli, Benchmark.DOTA: dota.cli}[self]
+        return import_module(f"..data.{self.value}", __name__).cli

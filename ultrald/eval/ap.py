@@ -57,11 +57,8 @@ def match(ious: np.ndarray, scores: np.ndarray, difficult: np.ndarray, thrs: np.
     for k in np.argsort(-np.asarray(scores, float), kind="stable"):
         j = best[k]
         hit = ious[k, j] > thrs
-        if difficult[j]:
-            fp[k] = ~hit
-            continue
-        tp[k] = hit & ~taken[:, j]
-        fp[k] = ~tp[k]
+        tp[k] = hit & ~taken[:, j] & (not difficult[j])
+        fp[k] = ~hit if difficult[j] else ~tp[k]  # a hit on a difficult object is neither
         taken[:, j] |= hit
     return tp, fp
 
@@ -79,7 +76,7 @@ def average_precision(
     (M,)), the evaluated images in their order; iou(boxes (N, K), boxes (M, K)) -> (N, M); thrs: IoU thresholds (T,).
     """
     thrs = np.asarray(tuple(thrs), float)
-    found = {c: ([], [], []) for c in classes}  # class -> per image: scores, tp, fp
+    found = {c: [] for c in classes}  # class -> per image: (scores, tp, fp)
     npos, ndiff = Counter(), Counter()
     for image, (g_boxes, g_cls, g_diff) in gts.items():
         g_cls, g_diff = np.asarray(g_cls), np.asarray(g_diff, bool)
@@ -89,14 +86,12 @@ def average_precision(
         for c in np.unique(d_cls):
             if int(c) in found:
                 k, g = d_cls == c, g_cls == c
-                result = (d_scores[k], *match(iou(d_boxes[k], g_boxes[g]), d_scores[k], g_diff[g], thrs))
-                for part, values in zip(found[int(c)], result):
-                    part.append(values)
-    out = {}
-    for c, (scores, tp, fp) in found.items():
-        scores = np.concatenate(scores) if scores else np.zeros(0)
+                found[int(c)].append((d_scores[k], *match(iou(d_boxes[k], g_boxes[g]), d_scores[k], g_diff[g], thrs)))
+    out, none = {}, (np.zeros(0), np.zeros((0, len(thrs))), np.zeros((0, len(thrs))))
+    for c, parts in found.items():
+        scores, tp, fp = (np.concatenate(x) for x in zip(*parts)) if parts else none
         order = np.argsort(-scores, kind="stable")
-        tp, fp = (np.concatenate(x)[order].cumsum(0) if x else np.zeros((0, len(thrs))) for x in (tp, fp))
+        tp, fp = tp[order].cumsum(0), fp[order].cumsum(0)
         recall, precision = tp / max(npos[c], 1), tp / np.maximum(tp + fp, np.finfo(float).eps)
         aps = [(ap07(recall[:, t], precision[:, t]), ap_area(recall[:, t], precision[:, t])) for t in range(len(thrs))]
         aps = np.array(aps).reshape(-1, 2) if npos[c] else np.full((len(thrs), 2), np.nan)

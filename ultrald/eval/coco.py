@@ -55,15 +55,10 @@ def load_ground_truth(source: str | Path | dict) -> COCO:
 def coco_evaluate(gt: COCO, detections: list[dict], image_ids: list[int] | None = None) -> tuple[dict, str]:
     """Run pycocotools' bbox COCOeval of `detections` (COCO result dicts) on `image_ids` (default: all of gt's);
     return the 12 numbers by COCO_KEYS (-1 where no ground truth) and their summary text."""
-    out = io.StringIO()
+    out, nothing = io.StringIO(), {**gt.dataset, "annotations": []}  # loadRes cannot take an empty list
     with contextlib.redirect_stdout(out):
-        if detections:
-            dt = gt.loadRes([dict(d) for d in detections])  # loadRes adds keys to the dicts it gets
-        else:  # loadRes cannot take an empty list
-            dt = COCO()
-            dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": []}
-            dt.createIndex()
-        e = COCOeval(gt, dt, "bbox")
+        dt = gt.loadRes([dict(d) for d in detections]) if detections else load_ground_truth(nothing)  # copies: loadRes
+        e = COCOeval(gt, dt, "bbox")  # adds keys to the dicts it gets
         if image_ids is not None:
             e.params.imgIds = sorted(set(image_ids))
         e.evaluate()
@@ -80,12 +75,10 @@ def coco_detections(records: list[dict], image_ids: dict[str, int], category_ids
     evaluation sees the predictions as they are.
     """
     out = []
-    for r in records:
-        if (image_id := image_ids.get(r["im_file"])) is None:
-            continue
+    for r in (r for r in records if r["im_file"] in image_ids):
         for (x0, y0, x1, y1), s, c in zip(np.asarray(r["boxes"], float).tolist(), r["scores"], r["classes"]):
             if int(c) in category_ids:
-                box = [x0, y0, x1 - x0, y1 - y0]
+                box, image_id = [x0, y0, x1 - x0, y1 - y0], image_ids[r["im_file"]]
                 out.append({"image_id": image_id, "category_id": category_ids[int(c)], "bbox": box, "score": float(s)})
     return out
 
@@ -103,20 +96,10 @@ def instances(images: Sequence[tuple], objects: Sequence[tuple], names: dict[int
     return data
 
 
-def yolo_ground_truth(records: list[dict], names: dict[int, str]) -> dict:
-    """Return an instances dict of the labels in per-image records {im_file, shape (h, w), gt_boxes, gt_classes}."""
-    objects = [
-        (i, c, box, False) for i, r in enumerate(records) for box, c in zip(r["gt_boxes"].tolist(), r["gt_classes"])
-    ]
-    return instances([(r["im_file"], r["shape"][1], r["shape"][0]) for r in records], objects, names)
-
-
 def relative_path(file: str, roots: str | Path | list) -> str | None:
     """Return `file` relative to the first of the folders `roots` it lies in, as a posix path; None when in none."""
-    for root in roots if isinstance(roots, list) else [roots]:
-        with contextlib.suppress(ValueError):
-            return Path(file).relative_to(root).as_posix()
-    return None
+    roots = [Path(r) for r in (roots if isinstance(roots, list) else [roots])]
+    return next((Path(file).relative_to(r).as_posix() for r in roots if Path(file).is_relative_to(r)), None)
 
 
 class Validator(ProtocolValidator, DetectionValidator):
@@ -138,10 +121,13 @@ class Validator(ProtocolValidator, DetectionValidator):
         coco` split (loaded once per validator), else the labels recorded during this validation."""
         split = self.args.split or "val"
         annotations = (self.data.get("annotations") or {}).get(split)
-        if not annotations:
-            names = self.data["names"]
-            gt = load_ground_truth(yolo_ground_truth(self.records, names))
-            return gt, {r["im_file"]: i for i, r in enumerate(self.records)}, {i: i + 1 for i in names}
+        if not annotations:  # image ids: positions in the records
+            names, records = self.data["names"], self.records
+            objects = [
+                (i, c, b, 0) for i, r in enumerate(records) for b, c in zip(r["gt_boxes"].tolist(), r["gt_classes"])
+            ]
+            gt = instances([(r["im_file"], r["shape"][1], r["shape"][0]) for r in records], objects, names)
+            return load_ground_truth(gt), {r["im_file"]: i for i, r in enumerate(records)}, {i: i + 1 for i in names}
         im_files = self.dataloader.dataset.im_files
         return self.cached((split, annotations, len(im_files)), lambda: self.converted(split, annotations, im_files))
 
@@ -152,10 +138,9 @@ class Validator(ProtocolValidator, DetectionValidator):
             raise FileNotFoundError(f"'{ids_file}' (image path -> COCO image id) is missing; re-run the converter.")
         by_path = json.loads(ids_file.read_text()).get(split, {})
         image_ids = {f: by_path[r] for f in im_files if (r := relative_path(f, self.data[split])) in by_path}
-        if len(image_ids) < len(im_files):
+        if missing := len(im_files) - len(image_ids):
             LOGGER.warning(
-                f"ultrald: {len(im_files) - len(image_ids)} {split} images are not in '{ids_file}' and are left out "
-                "of the COCO evaluation."
+                f"ultrald: {missing} {split} images are not in '{ids_file}', left out of the COCO evaluation."
             )
         category_ids = {int(k): int(v) for k, v in self.data["category_ids"].items()}
         return load_ground_truth(annotations), image_ids, category_ids
@@ -165,10 +150,8 @@ class Validator(ProtocolValidator, DetectionValidator):
         gt, image_ids, category_ids = self.ground_truth()
         self.detections = coco_detections(self.records, image_ids, category_ids)
         results, text = coco_evaluate(gt, self.detections, list(image_ids.values()))
-        if self.training:
-            LOGGER.info("pycocotools: " + ", ".join(f"{k} {results[k]:.4f}" for k in ("AP", "AP50", "AP75")))
-        else:
-            LOGGER.info(f"\nCOCO protocol (pycocotools, {len(image_ids)} images):\n{text}")
+        line = "pycocotools: " + ", ".join(f"{k} {results[k]:.4f}" for k in ("AP", "AP50", "AP75"))
+        LOGGER.info(line if self.training else f"\nCOCO protocol (pycocotools, {len(image_ids)} images):\n{text}")
         return results
 
 

@@ -31,9 +31,7 @@ from .protocol import ProtocolValidator
 
 MERGE_IOU = 0.1  # the devkit's ResultMerge_multi_process.py nms_thresh
 IOU_THRS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # .50:.05:.95
-MAX_DET = 1000  # detections per patch (Ultralytics' default is 300; a DOTA patch can hold more small vehicles)
 KEYS = ("mAP50", "mAP75", "mAP50-95")
-RESULTS, TASK1 = "dota_results.json", "Task1"  # in the run folder: the results, the merged submission files
 
 
 class Detections(NamedTuple("Detections", [("polys", np.ndarray), ("scores", np.ndarray), ("classes", np.ndarray)])):
@@ -125,38 +123,18 @@ def _names(names: dict[int, str] | list[str] | tuple[str, ...]) -> dict[int, str
 def write_task1(detections: dict[str, Detections], names, out_dir: str | Path) -> list[Path]:
     """Write (replace) the server's Task1 files, `Task1_<class>.txt` per class (DOTA's spelling, empty when it has no
     detection), lines 'image score x1 y1 ... x4 y4'; return them."""
-    out, names = Path(out_dir), _names(names)
+    out, files = Path(out_dir), {c: f"Task1_{canonical_name(n)}.txt" for c, n in _names(names).items()}
     out.mkdir(parents=True, exist_ok=True)
     for f in out.glob("Task1_*.txt"):
         f.unlink()
-    lines: dict[int, list[str]] = {c: [] for c in names}
-    for image in sorted(detections):
-        d = detections[image]
+    lines: dict[int, list[str]] = {c: [] for c in files}
+    for image, d in sorted(detections.items()):
         for k in np.argsort(-d.scores, kind="stable"):
             if (c := int(d.classes[k])) in lines:
                 lines[c].append(f"{image} {d.scores[k]:.6f} " + " ".join(f"{v:.2f}" for v in d.polys[k]) + "\n")
-    files = [out / f"Task1_{canonical_name(name)}.txt" for name in names.values()]
-    for file, c in zip(files, names):
-        file.write_text("".join(lines[c]))
-    return files
-
-
-def read_task1(folder: str | Path, names) -> dict[str, Detections]:
-    """Read Task1_<class>.txt files back into image -> Detections (classes by `names`, in DOTA's spelling)."""
-    rows = defaultdict(list)
-    for c, name in _names(names).items():
-        file = Path(folder) / f"Task1_{canonical_name(name)}.txt"
-        for n, line in enumerate(file.read_text().splitlines() if file.is_file() else [], 1):
-            if not (fields := line.split()):
-                continue
-            try:
-                if len(fields) != 10:
-                    raise ValueError
-                rows[fields[0]].append([*map(float, fields[2:]), float(fields[1]), c])
-            except ValueError:
-                raise ValueError(f"{file}:{n}: not 'image score x1 y1 ... x4 y4': '{line}'") from None
-    arrays = {image: np.array(r, dtype=np.float64) for image, r in rows.items()}
-    return {image: Detections(a[:, :8], a[:, 8], a[:, 9]) for image, a in arrays.items()}
+    for c, name in files.items():
+        (out / name).write_text("".join(lines[c]))
+    return [out / name for name in files.values()]
 
 
 def dota_evaluate(
@@ -183,18 +161,14 @@ def load_ground_truth(folder: str | Path | dict, images, names) -> dict[str, Gro
 
     `folder` may also map each image to its folder (full images from several converted splits).
     """
-    names = _names(names)
-    index = {canonical_name(n): c for c, n in names.items()}
-    out, skipped = {}, []
+    names, out, skipped = _names(names), {}, []
+    index = {n: c for c, n in names.items()}  # parse_dota_txt names the objects as `names` does
     for image in images:
         if not (file := Path(folder[image] if isinstance(folder, dict) else folder) / f"{image}.txt").is_file():
-            raise FileNotFoundError(
-                f"the annotation of '{image}' ('{file}') does not exist; does 'annotations' in the data yaml point "
-                "at the original labelTxt folder?"
-            )
+            raise FileNotFoundError(f"the annotation of '{image}' ('{file}') does not exist; is 'annotations' right?")
         objects, _, problems = parse_dota_txt(file, tuple(names.values()))
         skipped += problems
-        classes = [index[canonical_name(o.name)] for o in objects]
+        classes = [index[o.name] for o in objects]
         out[image] = GroundTruth([o.poly for o in objects], classes, [o.difficult for o in objects])
     if skipped:
         shown = "\n".join(m for _, m in skipped[:5])
@@ -211,12 +185,11 @@ def patch_mapping(data: dict, split: str, im_files: list[str]) -> tuple[dict[str
     """
     file, records, known = data.get("patches"), {}, set(data.get("annotations") or {})
     if file:
-        file = Path(file) if Path(file).is_absolute() else Path(data["path"]) / file
-        if not file.is_file():
+        if not (file := Path(data["path"]) / file).is_file():  # an absolute `file` stays as it is
             raise FileNotFoundError(f"the patch mapping '{file}' named by the data yaml does not exist.")
         splits = json.loads(file.read_text())["splits"]
         known |= set(splits)
-        records = {name: (s, r) for s, patches in splits.items() for name, r in patches.items()}
+        records = {name: (s, Patch(*r)) for s, patches in splits.items() for name, r in patches.items()}
     source, mapping = {}, {}  # image file stem -> (full image, converted split); patch name -> Patch
     for f in im_files:
         stem, folder = Path(f).stem, Path(f).parent.name
@@ -224,8 +197,7 @@ def patch_mapping(data: dict, split: str, im_files: list[str]) -> tuple[dict[str
         if file:
             if stem not in records:
                 raise ValueError(f"'{f}' is not in the patch mapping '{file}'; re-run the converter.")
-            origin, r = records[stem]
-            mapping[stem] = Patch(r[0], float(r[1]), int(r[2]), int(r[3]))
+            origin, mapping[stem] = records[stem]
         elif (patch := parse_patch_name(stem)) is not None:
             mapping[stem] = patch
         source[stem] = (mapping[stem].image if stem in mapping else stem, origin)
@@ -242,8 +214,8 @@ class Validator(ProtocolValidator, OBBValidator):
     writes them as Task1 files, and accepts merge_iou (default 0.1).
     """
 
-    benchmark, keys, fitness_key, max_det, options = Benchmark.DOTA, KEYS, "mAP50", MAX_DET, ("merge_iou",)
-    merge_iou = MERGE_IOU
+    benchmark, keys, fitness_key, options = Benchmark.DOTA, KEYS, "mAP50", ("merge_iou",)
+    max_det, merge_iou = 1000, MERGE_IOU  # per patch: a DOTA patch can hold more than 300 small vehicles
 
     def evaluate(self) -> dict[str, Any]:
         """Merge (when the images are patches) and evaluate the records as the dataset allows; log; return results.
@@ -255,42 +227,35 @@ class Validator(ProtocolValidator, OBBValidator):
         mapping, images = patch_mapping(self.data, split, im_files)
         annotations = self.data.get("annotations") or {}
         self.detections = merge_patches(predictions, mapping, self.merge_iou) if mapping else predictions
-        gt, evaluated = None, predictions
         if all(annotations.get(origin) for origin in images.values()):  # each image from its converted split's folder
-            mode, evaluated = (
-                "full images (original annotations)" if mapping else "images (annotations)",
-                self.detections,
-            )
-            folders = {image: annotations[origin] for image, origin in images.items()}
-            gt = self.cached(
-                (split, str(annotations), len(im_files)), lambda: load_ground_truth(folders, folders, names)
-            )
+            mode = "full images (original annotations)" if mapping else "images (annotations)"
+            folders, evaluated = {image: annotations[origin] for image, origin in images.items()}, self.detections
+            key = split, str(annotations), len(im_files)
+            gt = self.cached(key, lambda: load_ground_truth(folders, folders, names))
         elif any(len(r["gt_classes"]) for r in self.records):  # each image against its labels as Ultralytics reads them
-            mode, gt = "images (YOLO labels, no difficult objects)", {}
-            for r in self.records:
-                gt[Path(r["im_file"]).stem] = GroundTruth(
-                    r["gt_polys"], r["gt_classes"], np.zeros(len(r["gt_classes"]))
-                )
-        if gt is None:
+            mode, evaluated = "images (YOLO labels, no difficult objects)", predictions
+            labels = ((Path(r["im_file"]).stem, r["gt_polys"], r["gt_classes"]) for r in self.records)
+            gt = {image: GroundTruth(polys, classes, np.zeros(len(classes))) for image, polys, classes in labels}
+        else:
             LOGGER.warning(f"ultrald: DOTA: the {split} split has no ground truth; no DOTA mAP, only the Task1 files.")
             return {"mode": "no ground truth", "images": len(images)}
         results = {**dota_evaluate(evaluated, gt, names), "mode": mode}
-        if self.training:
-            numbers = ", ".join(f"{k} {results[k]:.4f}" for k in KEYS)
-            LOGGER.info(f"DOTA: {numbers} ({results['images']} {mode})")
-        else:
-            title = f"\nDOTA protocol ({results['images']} {mode}, VOC07 11-point AP, difficult ignored):"
-            columns = {k: k for k in ("AP50", "AP75", "AP50-95")}
-            LOGGER.info(class_table(title, results["classes"], columns, {k: results[f"m{k}"] for k in columns}))
+        columns = {k: k for k in ("AP50", "AP75", "AP50-95")}
+        title = f"\nDOTA protocol ({results['images']} {mode}, VOC07 11-point AP, difficult ignored):"
+        table = class_table(title, results["classes"], columns, {k: results[f"m{k}"] for k in columns})
+        line = f"DOTA: {', '.join(f'{k} {results[k]:.4f}' for k in KEYS)} ({results['images']} {mode})"
+        LOGGER.info(line if self.training else table)
         return results
 
     def save(self) -> dict[str, Any]:
         """Write the merged detections as Task1 files and the results as dota_results.json in the run folder."""
-        task1, save_dir = Path(self.save_dir) / TASK1, Path(self.save_dir)
-        write_task1(self.detections, self.data["names"], task1)
-        extra = {"task1": str(task1), "save_dir": str(save_dir)}
-        (save_dir / RESULTS).write_text(json.dumps({**self.results, **extra}, indent=1))
-        LOGGER.info(f"ultrald: DOTA Task1 files ({len(self.detections)} images) in {task1}, results in {save_dir}")
+        save_dir = Path(self.save_dir)
+        write_task1(self.detections, self.data["names"], save_dir / "Task1")
+        extra = {"task1": str(save_dir / "Task1"), "save_dir": str(save_dir)}
+        (save_dir / "dota_results.json").write_text(json.dumps({**self.results, **extra}, indent=1))
+        LOGGER.info(
+            f"ultrald: DOTA Task1 files ({len(self.detections)} images) in {extra['task1']}, results in {save_dir}"
+        )
         return extra
 
 

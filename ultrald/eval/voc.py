@@ -104,15 +104,11 @@ class Validator(COCOValidator):
         classes = {names[c]: r for c, r in per_class.items()}
         mean = means(classes, ("AP07", "AP"))
         results = {"mAP50_07": mean["AP07"], "mAP50": mean["AP"], **coco, "classes": classes}
-        if self.training:
-            LOGGER.info(
-                f"VOC: mAP50 {mean['AP07']:.4f} (11-point), {mean['AP']:.4f} (area); COCO-style AP {coco['AP']:.4f}"
-            )
-        else:
-            title = f"\nVOC protocol ({len(image_ids)} images, IoU 0.5, difficult ignored):"
-            coco_line = ", ".join(f"{k} {coco[k]:.4f}" for k in COCO_KEYS[:6])
-            table = class_table(title, classes, {"AP50(07)": "AP07", "AP50": "AP"}, mean)
-            LOGGER.info(f"{table}\nCOCO-style (pycocotools, difficult as ignore): {coco_line}")
+        line = f"VOC: mAP50 {mean['AP07']:.4f} (11-point), {mean['AP']:.4f} (area); COCO-style AP {coco['AP']:.4f}"
+        title = f"\nVOC protocol ({len(image_ids)} images, IoU 0.5, difficult ignored):"
+        table = class_table(title, classes, {"AP50(07)": "AP07", "AP50": "AP"}, mean)
+        coco_line = ", ".join(f"{k} {coco[k]:.4f}" for k in COCO_KEYS[:6])
+        LOGGER.info(line if self.training else f"{table}\nCOCO-style (pycocotools, difficult as ignore): {coco_line}")
         return results
 
 
