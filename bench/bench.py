@@ -78,8 +78,8 @@ class Setup:
     task: str = "detect"  # set from the dataset
     teacher_model: str = "yolov8-w25.yaml"  # YOLOv8n's size; on an OBB dataset the -obb counterpart
     student_model: str = SHAPES["model"]  # half its width
-    epochs: int = SHAPES["epochs"]  # the short schedule; the teacher's own is --epochs 30
-    teacher_epochs: int = 30
+    epochs: int = SHAPES["epochs"]  # the short schedule; the teacher's own is --epochs 40
+    teacher_epochs: int = 40
     n_train: int = 0
     n_val: int = 0
     imgsz: int = 0
