@@ -92,7 +92,8 @@ def worst_case(results: dict[str, dict]) -> list[str]:
             seeds += row["gap"] if row else []
         cells = [f"{m:+.2f}" if m is not None else "—" for m in means]
         known = [m for m in means if m is not None]
-        lines.append(f"| {c} | " + " | ".join(cells) + f" | {min(known):+.2f} | {min(seeds):+.2f} |")
+        partial = "" if len(known) == len(names) else f" (on {len(known)} of {len(names)})"  # not comparable
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | {min(known):+.2f}{partial} | {min(seeds):+.2f}{partial} |")
     return lines
 
 

@@ -78,3 +78,29 @@ def test_cost_splits_a_step_into_its_labelled_parts(teacher_pt, shapes_yaml, stu
     # the parts of ultrald's terms lie inside it, and the labelled parts inside the step
     assert r["ultrald VLR region"] + r["ultrald LD"] + r["ultrald KD"] <= r["ultrald terms"]
     assert 0 < r["student"] < r["step"]
+
+
+def _results(folder: Path, teacher: float, table: dict[str, list[float]]) -> Path:
+    """A bench results.json with per-seed mAP50-95 `table` (the other columns copy it)."""
+    folder.mkdir(parents=True)
+    rows = {c: {"per_seed": v, "per_seed_last5": v, "per_seed_mAP50": v} for c, v in table.items()}
+    setup = {"n_train": 4, "n_val": 2, "imgsz": 64, "epochs": 1, "teacher_epochs": 2}
+    results = {"setup": setup, "teacher": {"mAP50-95": teacher}, "table": rows, "best_dis": 3.0, "seeds": [0, 1]}
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_report_pairs_by_seed_and_takes_the_worst_case(tmp_path):
+    a = _results(tmp_path / "a", 0.5, {"plain": [0.1, 0.3], "full": [0.3, 0.4], "extra": [0.2, 0.2]})
+    b = _results(tmp_path / "b", 0.6, {"plain": [0.2, 0.2], "full": [0.1, 0.4]})
+    held = _results(tmp_path / "h", 0.4, {"plain": [0.0, 0.2], "full": [0.2, 0.3]})
+    cmd = [sys.executable, str(BENCH.parent / "report.py"), str(a), str(b), str(held), "--held-out", "h"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    tuned, held_out = run.stdout.split("### Held out")
+    # gap paired by seed: a/full (0.3-0.1)/(0.5-0.1)=0.5, (0.4-0.3)/(0.5-0.3)=0.5; b/full -0.25, 0.5
+    assert "| full | 0.350 ± 0.071 | 0.300 / 0.400 | 0.350 ± 0.071 | 0.350 ± 0.071 | 0.500 ± 0.000 |" in tuned
+    assert "| b | +0.050 (1/2) |" in tuned  # full - plain on b: -0.1, +0.2
+    assert "| full | +0.50 | +0.13 | +0.13 | -0.25 |" in tuned  # worst dataset mean, worst seed
+    assert "| extra | -0.12 | — | -0.12 (on 1 of 2) | -0.50 (on 1 of 2) |" in tuned  # gaps +0.25, -0.5; b lacks it
+    assert "| h | +0.150 (2/2) |" in held_out and "| full | +0.50 | +0.50 | +0.50 |" in held_out  # gaps 0.2/0.4, 0.1/0.2
