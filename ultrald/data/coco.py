@@ -8,8 +8,7 @@ under their json `file_name`, sub-folders included. Categories become contiguous
 ids; the yaml keeps each index's category id and the original jsons, so `metric=coco` evaluates with pycocotools
 against the untouched annotations, crowd included. Without --val-json the one json becomes the val split, which the
 yaml also names for train. Ultralytics' `convert_coco` does not fit: it maps classes with the fixed COCO-80 table (or
-`category_id - 1`), places no images, writes no yaml and keeps no way back to the image ids.
-"""
+`category_id - 1`), places no images, writes no yaml and keeps no way back to the image ids."""
 
 from __future__ import annotations
 
@@ -37,12 +36,6 @@ def is_numbers(x, n: int) -> bool:
     """Return whether x is a list of n finite real numbers (no bools)."""
     ok = isinstance(x, (list, tuple)) and len(x) == n
     return ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x)
-
-
-def relative_name(file_name: str) -> PurePosixPath | None:
-    """Return an image's json `file_name` as a safe relative path (sub-folders kept, '..' and roots dropped)."""
-    parts = [p for p in PurePosixPath(str(file_name).replace("\\", "/")).parts if p not in {"/", ".", ".."}]
-    return PurePosixPath(*parts) if parts else None
 
 
 def load_instances(file: str | Path) -> dict:
@@ -100,9 +93,8 @@ def convert_split(
             n["crowd"] += 1  # kept out of the labels; evaluation reads it from the original json
         else:
             if image_id not in sizes:  # from the json entry, else from the file's header
-                wh = images[image_id].get("width"), images[image_id].get("height")
-                ok = is_numbers(wh, 2) and min(wh) > 0
-                sizes[image_id] = wh if ok else image_size(images_dir / images[image_id]["file_name"])
+                wh = (img := images[image_id]).get("width"), img.get("height")
+                sizes[image_id] = wh if is_numbers(wh, 2) and min(wh) > 0 else image_size(images_dir / img["file_name"])
             box, wh = ann.get("bbox"), sizes[image_id]
             if not is_numbers(box, 4) or wh is None:
                 problems("bad box", f"{where}: bbox {box} is not 4 numbers or its image has no size, dropped")
@@ -110,13 +102,14 @@ def convert_split(
             elif line := box_label(cls_of[ann["category_id"]], (*box[:2], box[0] + box[2], box[1] + box[3]), *wh, n):
                 lines[image_id].append(line)
     ids = {}  # image path relative to images/<split> -> image id
-    for image_id, img in images.items():
-        rel, src = relative_name(img["file_name"]), images_dir / img["file_name"]
-        if rel is None or rel.suffix[1:].lower() not in IMG_FORMATS:
+    for image_id, img in images.items():  # its file_name as a safe relative path: sub-folders kept, '..' and roots not
+        parts = PurePosixPath(img["file_name"].replace("\\", "/")).parts
+        rel = PurePosixPath(*(p for p in parts if p not in {"/", ".", ".."}))
+        if not rel.parts or rel.suffix[1:].lower() not in IMG_FORMATS:
             problems("not an image", f"{file}: image {image_id} '{img['file_name']}' is no image file name, skipped")
         elif rel.as_posix() in ids:
             problems("duplicate", f"{file}: image {image_id} repeats file_name '{img['file_name']}', skipped")
-        elif not src.is_file():
+        elif not (src := images_dir / img["file_name"]).is_file():
             problems("missing image", f"{file}: image {image_id} file '{src}' does not exist, skipped")
         else:
             write_sample(src, out_dir / "images" / split / rel, lines[image_id], copy, n)
@@ -137,15 +130,9 @@ def convert_coco(
     val_json: str | Path | None = None,
     val_images: str | Path | None = None,
 ) -> Path:
-    """Convert COCO instances json(s) and their images into an Ultralytics dataset; return its data yaml.
-
-    With `val_json` and `val_images`, `instances_json` + `images_dir` are the train split and they the val split;
-    without, the one json becomes the val split. `copy` copies the images instead of symlinking them.
-
-    Examples:
-        >>> convert_coco("instances_train2017.json", "train2017", "coco", val_json="instances_val2017.json",
-        ...              val_images="val2017")
-    """
+    """Convert COCO instances json(s) and their images into an Ultralytics dataset; return its data yaml. With
+    `val_json` and `val_images`, `instances_json` + `images_dir` are the train split and they the val split; without,
+    the one json becomes the val split. `copy` copies the images instead of symlinking them."""
     if (val_json is None) != (val_images is None):
         raise ValueError("--val-json and --val-images (val_json and val_images) go together: give both or neither.")
     out_dir, cats = Path(out_dir).resolve(), None

@@ -119,12 +119,9 @@ def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header:
 
 
 def make_cli(name: str, convert: Callable, arguments: Mapping[str, str | dict], description: str) -> Callable:
-    """Return the `yolo-ld convert <name>` entry point `cli(argv) -> exit status`.
-
-    `arguments` maps each argument to its help text or `add_argument` keywords; `convert(args)` converts and returns
-    the data yaml, printed on stdout; `description` (the converter's module docstring) is shown by -h as written. -h
-    and usage errors return argparse's status; FileNotFoundError and ValueError print one line on stderr and return 2.
-    """
+    """Return the `yolo-ld convert <name>` entry point `cli(argv) -> exit status`; `arguments` maps each argument to
+    its help text or `add_argument` keywords, `convert(args)` returns the data yaml (printed). FileNotFoundError and
+    ValueError print one line on stderr and return 2."""
 
     def cli(argv: list[str]) -> int:
         raw = argparse.RawDescriptionHelpFormatter  # -h shows the description (a module docstring) as written
@@ -158,19 +155,12 @@ def generate_synthetic(
     as it is; otherwise the split folders and label caches are replaced.
 
     Args:
-        root (str | Path): The dataset folder.
         meta (Mapping): JSON-able description of everything else that changes the files: a generator version (bump
             it when the drawing changes) and its settings.
         splits (Mapping[str, int]): Split name -> number of images, e.g. {"train": 1000, "val": 300}.
         draw (Callable): `draw(rng, split) -> (image (H, W, 3) uint8 BGR, label lines)` draws one image of a split.
-        names (Sequence[str]): Class names by index.
         seed (int): Image i of the k-th split gets its own stream `np.random.default_rng([seed, k * 10**6 + i])`, so
             an image does not depend on the split sizes and no two images share a stream.
-
-    Examples:
-        >>> def draw(rng, split):
-        ...     return rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), ["0 0.5 0.5 0.2 0.2"]
-        >>> generate_synthetic("noise", {"version": 1}, {"train": 8, "val": 4}, draw, ["blob"])
     """
     root = Path(root)
     stamp, yaml_file = root / STAMP, root / "data.yaml"

@@ -7,8 +7,7 @@ Reads <root>/<split>/{images,labelTxt} (as distributed) or <root>/{images,labelT
 rate, x, y]) and data.yaml, which names the original annotations `metric=dota` evaluates on. Splitting follows the
 devkit's ImgSplit (windows `gap` apart, the last flush with the border, patches `<image>__<rate>__<x>___<y>`); a cut
 object keeps the minimum-area rectangle of its part inside when at least `iof` of it is inside; several `--rates`
-split at several scales. Layouts, options and the deliberate differences from ImgSplit: datasets/dota.md.
-"""
+split at several scales. Layouts, options and the deliberate differences from ImgSplit: datasets/dota.md."""
 
 from __future__ import annotations
 
@@ -77,11 +76,9 @@ def patch_name(image: str, rate: float, x: int, y: int) -> str:
 
 
 def parse_patch_name(name: str) -> Patch | None:
-    """Return the Patch that a name '<image>__<a>__<x>___<y>' (file extension optional) describes, or None.
-
-    `a` <= 10 is the devkit's scale rate; a larger `a` is the window size of Ultralytics' split_dota, which cuts
-    its windows from the unscaled image: rate 1.
-    """
+    """Return the Patch that a name '<image>__<a>__<x>___<y>' (file extension optional) describes, or None. `a` <= 10
+    is the devkit's scale rate; a larger `a` is the window size of Ultralytics' split_dota, which cuts its windows from
+    the unscaled image: rate 1."""
     if (m := PATCH_NAME.match(Path(name).name)) is None:
         return None
     rate = float(m["rate"])
@@ -118,10 +115,9 @@ def parse_dota_txt(
     """Parse a labelTxt file ('x1 y1 ... x4 y4 class [difficult]' lines after 'imagesource:', 'gsd:' header lines);
     return (objects, header, problems).
 
-    A line without `difficult` is not difficult, as in the devkit. Malformed lines are skipped and returned as (kind,
-    'file:line: reason'), kinds LINE_PROBLEMS: not 9 or 10 fields, a number that is not finite, a class not in
-    `classes` (compared in DOTA's spelling, named as there; None: any class), or under MIN_AREA px^2 of area.
-    """
+    Malformed lines are skipped and returned as (kind, 'file:line: reason'), kinds LINE_PROBLEMS: not 9 or 10 fields, a
+    number that is not finite, a class not in `classes` (compared in DOTA's spelling, named as there; None: any class),
+    or under MIN_AREA px^2 of area."""
     known = {canonical_name(c): c for c in classes} if classes else None
     objects, header, problems = [], {}, []
     text = Path(file).read_text(encoding="utf-8-sig", errors="replace")
@@ -175,11 +171,9 @@ def order_like(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def clip_object(points: np.ndarray, window: tuple[float, ...], iof: float = 0.7) -> tuple[np.ndarray | None, str]:
     """Return an object's 4 points (4, 2) in the window's coordinates and how it fits: inside, clipped, cut or outside.
-
     inside: all points in the window, as they are. clipped: at least `iof` of its area is inside; the points are the
     minimum-area rectangle of the part inside (shapely), corners beyond the window moved onto its border, ordered like
-    the original. cut (less than `iof` inside) and outside give None.
-    """
+    the original. cut (less than `iof` inside) and outside give None."""
     x0, y0, x1, y1 = window
     offset = np.array((x0, y0), dtype=np.float64)
     if ((points >= offset) & (points <= (x1, y1))).all():
@@ -211,10 +205,8 @@ class SplitSettings:
 
 
 def convert_image(task: tuple) -> dict:
-    """Split one image into patches (with size 0: link it whole) labelled with its objects, in a worker process.
-
-    Returns its record: image, size, patches (name -> [image, rate, x, y]), counts, problems; skipped when unreadable.
-    """
+    """Split one image into patches (with size 0: link it whole) labelled with its objects, in a worker process; return
+    its record: image, size, patches (name -> [image, rate, x, y]), counts, problems; skipped when unreadable."""
     image, label, out_images, classes, s = task
     objects, _, problems = parse_dota_txt(label, classes) if label else ([], {}, [])
     counts = Counter(objects=len(objects), difficult=sum(o.difficult for o in objects))
@@ -285,7 +277,8 @@ def convert_split(
     split: str, images_dir: Path, labels_dir: Path | None, out_dir: Path, classes, s: SplitSettings, problems, workers
 ) -> tuple[dict, dict, dict]:
     """Convert (split) the images of one split; log a summary; return (patch -> [image, rate, x, y], image -> [file, w,
-    h], counts)."""
+    h], counts). The test split is converted without labels."""
+    labels_dir = labels_dir if split != "test" else None
     for d in out_dir / "images" / split, out_dir / "labels" / split:
         shutil.rmtree(d, ignore_errors=True)
     (out_dir / "images" / split).mkdir(parents=True)
@@ -347,12 +340,10 @@ def convert_dota(
     copy: bool = False,
     workers: int = 0,
 ) -> Path:
-    """Convert raw DOTA folders into a (split) Ultralytics OBB dataset; return its data.yaml.
-
-    The arguments are the options of `yolo-ld convert dota` (`cli` below has their help). `out_dir` must be new, empty
-    or a previous output of this converter (its split folders are replaced); `size=0` converts without splitting
-    (images linked, labels clipped to the image); `workers` <= 1 converts in this process.
-    """
+    """Convert raw DOTA folders into a (split) Ultralytics OBB dataset; return its data.yaml. The arguments are the
+    options of `yolo-ld convert dota` (`cli` below has their help). `out_dir` must be new, empty or a previous output of
+    this converter (its split folders are replaced); `size=0` converts without splitting (images linked, labels clipped
+    to the image); `workers` <= 1 converts in this process."""
     root, out = Path(dota_root).resolve(), Path(out_dir).resolve()
     check_dir(root, out, "DOTA root")
     previous = (out / "data.yaml").is_file() and "dota_root:" in (out / "data.yaml").read_text()
@@ -376,18 +367,13 @@ def convert_dota(
             raise FileNotFoundError(f"'{images}' has no labelTxt folder beside it; name it with --labels.")
         LOGGER.info(f"ultrald: DOTA {s}: images '{images}', labels '{labels_dir or '-'}'")
     out.mkdir(parents=True, exist_ok=True)
-    problems, mapping, image_sizes, summary = Problems(), {}, {}, {}
-    for s, (images, labels_dir) in found.items():
-        labels_dir = labels_dir if s != "test" else None
-        mapping[s], image_sizes[s], summary[s] = convert_split(
-            s, images, labels_dir, out, classes, settings, problems, workers
-        )
-    (out / PROBLEMS).unlink(missing_ok=True)
+    problems = Problems()
+    converted = {s: convert_split(s, *found[s], out, classes, settings, problems, workers) for s in found}
+    mapping, image_sizes, summary = ({s: c[k] for s, c in converted.items()} for k in range(3))
+    (report := out / PROBLEMS).unlink(missing_ok=True)
     if problems.messages:
-        (out / PROBLEMS).write_text("\n".join(problems.messages) + "\n")
-        LOGGER.warning(
-            f"ultrald: skipped {dict(problems.counts)}; every skipped line and file is in '{out / PROBLEMS}'"
-        )
+        report.write_text("\n".join(problems.messages) + "\n")
+        LOGGER.warning(f"ultrald: skipped {dict(problems.counts)}; every skipped line and file is in '{report}'")
     (out / PATCHES).unlink(missing_ok=True)
     if size:
         payload = {"size": size, "gap": gap, "rates": list(settings.rates), "splits": mapping, "images": image_sizes}

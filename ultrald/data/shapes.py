@@ -2,8 +2,7 @@
 
 Each image holds a few filled polygons of `CLASSES` with random size, aspect, rotation, colour and overlap, on a noisy
 textured background with clutter that belongs to no class. Labels are the exact extent of what was drawn: the
-axis-aligned box of the polygon (detect) or its rotated template rectangle (obb).
-"""
+axis-aligned box of the polygon (detect) or its rotated template rectangle (obb)."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from ultralytics.utils import ops
 from ultralytics.utils.metrics import bbox_ioa
 
 from .common import generate_synthetic
@@ -87,11 +87,9 @@ def overlap(box: np.ndarray, boxes: np.ndarray) -> float:
 
 
 def draw_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """Draw one image; return it (H, W, 3) uint8 and its objects as (class, polygon) with the 4 label corners.
-
-    For detect the corners are those of the axis-aligned box of the drawn polygon, clipped to the image; for obb those
-    of the tight rectangle of the polygon in its own rotated frame, which lies wholly inside the image.
-    """
+    """Draw one image; return it (H, W, 3) uint8 and its objects as (class, polygon) with the 4 label corners: for
+    detect those of the axis-aligned box of the drawn polygon, clipped to the image; for obb those of the tight
+    rectangle of the polygon in its own rotated frame, which lies wholly inside the image."""
     s = cfg.imgsz
     img = background(rng, s)
     objects, boxes = [], np.zeros((0, 4))
@@ -136,25 +134,18 @@ def label_lines(objects: list[tuple[int, np.ndarray]], task: str, s: int) -> lis
     lines = []
     for cls, corners in objects:
         c = corners / s
-        if task == "obb":
-            lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
-        else:
-            (x0, y0), (x1, y1) = c.min(0), c.max(0)
-            lines.append(f"{cls} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
+        values = c.reshape(-1) if task == "obb" else ops.xyxy2xywh(np.concatenate((c.min(0), c.max(0))))
+        lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in values))
     return lines
 
 
 def generate(root: str | Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
-    """Write the dataset under `root` (images/{train,val}, labels/{train,val}, data.yaml) and return the yaml path.
-
-    A dataset already at `root` with the same config and generator version is reused as it is.
-    """
+    """Write the dataset under `root` (images/{train,val}, labels/{train,val}, data.yaml) and return the yaml path; a
+    dataset already at `root` with the same config and generator version is reused as it is."""
 
     def draw(rng: np.random.Generator, split: str) -> tuple[np.ndarray, list[str]]:
         img, objects = draw_image(cfg, rng)
         return img, label_lines(objects, cfg.task, cfg.imgsz)
 
-    meta = {"version": VERSION, **asdict(cfg)}
-    return generate_synthetic(
-        root, meta, {"train": cfg.n_train, "val": cfg.n_val}, draw, CLASSES[: cfg.classes], cfg.seed
-    )
+    meta, splits = {"version": VERSION, **asdict(cfg)}, {"train": cfg.n_train, "val": cfg.n_val}
+    return generate_synthetic(root, meta, splits, draw, CLASSES[: cfg.classes], cfg.seed)

@@ -9,8 +9,7 @@ objects from the test labels too).
 
 Boxes: VOC's 1-based inclusive corners (xmin, ymin, xmax, ymax) cover [xmin - 1, xmax] x [ymin - 1, ymax] in
 continuous pixels, the convention of labels and evaluation here; the IoU of two such boxes is the devkit's IoU with
-its +1 widths.
-"""
+its +1 widths."""
 
 from __future__ import annotations
 
@@ -123,10 +122,8 @@ def convert_voc(
     copy: bool = False,
 ) -> Path:
     """Convert PASCAL VOC image sets into an Ultralytics dataset (train = `sets`, val = test = `test`); return its yaml.
-
     `voc_root` is the VOCdevkit folder (or the folder holding it); image sets are YEAR:SET, e.g. ("2007:trainval",
-    "2012:trainval") for VOC07+12; without `test` sets val is the train split. `copy` copies instead of symlinking.
-    """
+    "2012:trainval") for VOC07+12; without `test` sets val is the train split. `copy` copies instead of symlinking."""
     voc_root, out_dir = Path(voc_root).resolve(), Path(out_dir).resolve()
     check_dir(voc_root, out_dir, "VOC root")
     if (voc_root / "VOCdevkit").is_dir() and not any(voc_root.glob("VOC2*")):

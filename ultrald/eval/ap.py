@@ -16,9 +16,7 @@ Both references are the same procedure: py-faster-rcnn's `voc_eval` (VOC, axis-a
 5. mAP is the mean over the classes that have ground truth. Deliberately unlike the references (which divide by zero),
    a class without ground truth has AP nan and is left out of the mean.
 
-VOC boxes are continuous pixels (the converter turns VOC's 1-based inclusive corners into [xmin - 1, xmax]), so their
-plain IoU is `voc_eval`'s IoU with its +1 widths.
-"""
+VOC boxes are continuous pixels (ultrald.data.voc), so their plain IoU is `voc_eval`'s IoU with its +1 widths."""
 
 from __future__ import annotations
 
@@ -46,10 +44,8 @@ def ap_area(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 def match(ious: np.ndarray, scores: np.ndarray, difficult: np.ndarray, thrs: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Match one image's N detections of a class to its M objects (steps 1-2 above) at T IoU thresholds.
-
-    Takes ious (N, M), scores (N,), difficult (M,), thrs (T,); returns boolean tp, fp (N, T) in the detections' order.
-    """
+    """Match one image's N detections of a class to its M objects (steps 1-2 above) at T IoU thresholds: ious (N, M),
+    scores (N,), difficult (M,), thrs (T,) -> boolean tp, fp (N, T) in the detections' order."""
     tp, fp = np.zeros((len(scores), len(thrs)), bool), np.ones((len(scores), len(thrs)), bool)
     if not ious.shape[1]:
         return tp, fp
@@ -73,8 +69,7 @@ def average_precision(
     """Return class -> {AP07 (T,), AP (T,) (nan without ground truth), gt, difficult, dets} by the rules above.
 
     dets: image -> (boxes (N, K), scores (N,), classes (N,)); gts: image -> (boxes (M, K), classes (M,), difficult
-    (M,)), the evaluated images in their order; iou(boxes (N, K), boxes (M, K)) -> (N, M); thrs: IoU thresholds (T,).
-    """
+    (M,)), the evaluated images in their order; iou(boxes (N, K), boxes (M, K)) -> (N, M); thrs: IoU thresholds (T,)."""
     thrs = np.asarray(tuple(thrs), float)
     found = {c: [] for c in classes}  # class -> per image: (scores, tp, fp)
     npos, ndiff = Counter(), Counter()

@@ -3,8 +3,7 @@
 A dataset written by `yolo-ld convert coco` is evaluated against its original instances json (crowd regions, areas
 and image ids as published), predictions mapped back to original image ids, category ids and pixel coordinates. Any
 other Ultralytics detection dataset is evaluated against a ground truth built in memory from its YOLO labels.
-`Validator`'s fitness is COCO AP@[.5:.95], so a trainer that validates with it keeps best.pt by that metric.
-"""
+`Validator`'s fitness is COCO AP@[.5:.95], so a trainer that validates with it keeps best.pt by that metric."""
 
 from __future__ import annotations
 
@@ -29,12 +28,10 @@ COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", 
 
 
 def load_ground_truth(source: str | Path | dict) -> COCO:
-    """Return pycocotools' COCO for an instances json (path) or dict, completing what real files may omit.
-
-    A missing `iscrowd` becomes 0, a missing `area` the box area, missing or repeated annotation ids are renumbered;
-    annotations without a 4-number bbox of positive size (nothing can match it), or of unknown images or categories,
-    are left out, as the converter leaves them out.
-    """
+    """Return pycocotools' COCO for an instances json (path) or dict, completing what real files may omit. A missing
+    `iscrowd` becomes 0, a missing `area` the box area, missing or repeated annotation ids are renumbered; annotations
+    without a 4-number bbox of positive size (nothing can match it), or of unknown images or categories, are left out,
+    as the converter leaves them out."""
     data = load_instances(source) if isinstance(source, (str, Path)) else source
     images = {img["id"] for img in data["images"] if isinstance(img, dict) and "id" in img}
     cats = {c["id"] for c in data["categories"] if isinstance(c, dict) and "id" in c}
@@ -69,11 +66,8 @@ def coco_evaluate(gt: COCO, detections: list[dict], image_ids: list[int] | None 
 
 
 def coco_detections(records: list[dict], image_ids: dict[str, int], category_ids: dict[int, int]) -> list[dict]:
-    """Return COCO result dicts (xywh pixels) of per-image records {im_file, boxes (N, 4) xyxy pixels, scores, classes}.
-
-    Images missing from `image_ids` and classes missing from `category_ids` are left out. Nothing is rounded: the
-    evaluation sees the predictions as they are.
-    """
+    """Return COCO result dicts (xywh pixels) of per-image records {im_file, boxes (N, 4) xyxy pixels, scores, classes},
+    leaving out images missing from `image_ids` and classes missing from `category_ids`; nothing is rounded."""
     out = []
     for r in (r for r in records if r["im_file"] in image_ids):
         for (x0, y0, x1, y1), s, c in zip(np.asarray(r["boxes"], float).tolist(), r["scores"], r["classes"]):
@@ -84,10 +78,8 @@ def coco_detections(records: list[dict], image_ids: dict[str, int], category_ids
 
 
 def instances(images: Sequence[tuple], objects: Sequence[tuple], names: dict[int, str]) -> dict:
-    """Return an instances dict of `images` (file, width, height) and `objects` (image, class, xyxy box, crowd).
-
-    Image ids are the positions in `images`, category ids the class indices + 1.
-    """
+    """Return an instances dict of `images` (file, width, height) and `objects` (image, class, xyxy box, crowd); image
+    ids are the positions in `images`, category ids the class indices + 1."""
     data = {"images": [{"id": i, "file_name": f, "width": w, "height": h} for i, (f, w, h) in enumerate(images)]}
     data["categories"], data["annotations"] = [{"id": k + 1, "name": v} for k, v in names.items()], []
     for k, (i, c, (x0, y0, x1, y1), crowd) in enumerate(objects, 1):
@@ -103,11 +95,9 @@ def relative_path(file: str, roots: str | Path | list) -> str | None:
 
 
 class Validator(ProtocolValidator, DetectionValidator):
-    """DetectionValidator whose stats add COCO's 12 numbers (`metrics/AP(coco)` ...), fitness COCO AP@[.5:.95].
-
-    COCO counts at most 100 detections per image: Ultralytics' default max_det=300 becomes 100. `detections` are COCO
-    result dicts.
-    """
+    """DetectionValidator whose stats add COCO's 12 numbers (`metrics/AP(coco)` ...), fitness COCO AP@[.5:.95]. COCO
+    counts at most 100 detections per image: Ultralytics' default max_det=300 becomes 100. `detections` are COCO result
+    dicts."""
 
     benchmark, keys, fitness_key, max_det = Benchmark.COCO, COCO_KEYS, "AP", 100
 

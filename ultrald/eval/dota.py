@@ -9,8 +9,7 @@ reports). Unlike the devkit, a self-intersecting polygon counts as its convex hu
 Ground truth: a `yolo-ld convert dota` dataset names its original labelTxt folders (`annotations`) and its patch mapping
 (`patches`): merged detections are evaluated against the originals. Without annotations each image is evaluated against
 its YOLO labels; with neither (the test split) only Task1 files are written. Without a mapping json, patch names of the
-devkit (`P0003__1__0___824`) or of Ultralytics' split_dota (`P0003__1024__0___824`) give it.
-"""
+devkit (`P0003__1__0___824`) or of Ultralytics' split_dota (`P0003__1024__0___824`) give it."""
 
 from __future__ import annotations
 
@@ -72,10 +71,8 @@ def poly_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def poly_nms(polys: np.ndarray, scores: np.ndarray, iou: float = MERGE_IOU) -> np.ndarray:
-    """Greedy NMS on exact polygon IoU; return the kept indices in descending score order (stable).
-
-    A detection is suppressed by a kept one of higher rank when their IoU is above `iou` (the devkit keeps IoU <=).
-    """
+    """Greedy NMS on exact polygon IoU; return the kept indices in descending score order (stable). A detection is
+    suppressed by a kept one of higher rank when their IoU is above `iou` (the devkit keeps IoU <=)."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     geoms = polygons(np.asarray(polys)[order])
     i, j, v = overlaps(geoms, geoms)
@@ -94,11 +91,9 @@ def poly_nms(polys: np.ndarray, scores: np.ndarray, iou: float = MERGE_IOU) -> n
 def merge_patches(
     detections: dict[str, Detections], patches: dict | None = None, iou: float | None = MERGE_IOU
 ) -> dict:
-    """Return image -> its detections in image pixels, descending scores, of patch name -> detections in patch pixels.
-
-    A patch missing from `patches` (name -> Patch) is parsed from its name, or else is an image of its own. Detections
-    are merged per image and class by `poly_nms` at `iou` (None: shifted only).
-    """
+    """Return image -> its detections in image pixels, descending scores, of patch name -> detections in patch pixels,
+    merged per image and class by `poly_nms` at `iou` (None: shifted only). A patch missing from `patches` (name ->
+    Patch) is parsed from its name, or else is an image of its own."""
     grouped = defaultdict(list)
     for name, d in detections.items():
         p = (patches or {}).get(name) or parse_patch_name(name) or Patch(name, 1.0, 0, 0)
@@ -140,11 +135,9 @@ def write_task1(detections: dict[str, Detections], names, out_dir: str | Path) -
 def dota_evaluate(
     detections: dict[str, Detections], ground_truth: dict[str, GroundTruth], names, iou_thrs=IOU_THRS
 ) -> dict[str, Any]:
-    """Evaluate image -> Detections against image -> GroundTruth (the evaluated images) by the devkit's Task1 rules.
-
-    Returns mAP50, mAP75, mAP50-95 (means over the classes with ground truth), images, ignored (detections on images
-    outside the ground truth) and classes: {name: {AP50, AP75, AP50-95, gt, difficult, dets}}.
-    """
+    """Evaluate image -> Detections against image -> GroundTruth (the evaluated images) by the devkit's Task1 rules;
+    return mAP50, mAP75, mAP50-95 (means over the classes with ground truth), images, ignored (detections on images
+    outside the ground truth) and classes: {name: {AP50, AP75, AP50-95, gt, difficult, dets}}."""
     names, thrs = _names(names), np.asarray(iou_thrs, float)
     at = lambda aps, t: float(aps[np.isclose(thrs, t)][0]) if np.isclose(thrs, t).any() else float("nan")
     classes = {}
@@ -157,10 +150,8 @@ def dota_evaluate(
 
 
 def load_ground_truth(folder: str | Path | dict, images, names) -> dict[str, GroundTruth]:
-    """Return image -> GroundTruth of the labelTxt files `folder/<image>.txt` (malformed lines skipped and logged).
-
-    `folder` may also map each image to its folder (full images from several converted splits).
-    """
+    """Return image -> GroundTruth of the labelTxt files `folder/<image>.txt` (malformed lines skipped and logged);
+    `folder` may also map each image to its folder (full images from several converted splits)."""
     names, out, skipped = _names(names), {}, []
     index = {n: c for c, n in names.items()}  # parse_dota_txt names the objects as `names` does
     for image in images:
@@ -177,12 +168,10 @@ def load_ground_truth(folder: str | Path | dict, images, names) -> dict[str, Gro
 
 
 def patch_mapping(data: dict, split: str, im_files: list[str]) -> tuple[dict[str, Patch] | None, dict[str, str]]:
-    """Return (patch name -> Patch, or None when the images are not patches; full image -> its converted split).
-
-    The mapping comes from the dataset's patches json, else from the file names. A file's converted split is its
-    folder's name (images/<split>/...) when the dataset knows it, else `split`: a yaml whose val points at another
-    folder, or lists several, still finds each image's annotations.
-    """
+    """Return (patch name -> Patch, or None when the images are not patches; full image -> its converted split). The
+    mapping comes from the dataset's patches json, else from the file names. A file's converted split is its folder's
+    name (images/<split>/...) when the dataset knows it, else `split`: a yaml whose val points at another folder, or
+    lists several, still finds each image's annotations."""
     file, records, known = data.get("patches"), {}, set(data.get("annotations") or {})
     if file:
         if not (file := Path(data["path"]) / file).is_file():  # an absolute `file` stays as it is
@@ -207,21 +196,17 @@ def patch_mapping(data: dict, split: str, im_files: list[str]) -> tuple[dict[str
 
 
 class Validator(ProtocolValidator, OBBValidator):
-    """OBBValidator whose stats add the DOTA protocol (merged patches, polygon IoU, VOC07 AP), fitness its mAP50.
-
-    The stats hold `metrics/mAP50(dota)`, `metrics/mAP75(dota)`, `metrics/mAP50-95(dota)`. Ultralytics' default
-    max_det=300 becomes 1000 (per patch). `detections` are the merged detections (image -> Detections); `val` also
-    writes them as Task1 files, and accepts merge_iou (default 0.1).
-    """
+    """OBBValidator whose stats add the DOTA protocol (merged patches, polygon IoU, VOC07 AP), fitness its mAP50. The
+    stats hold `metrics/mAP50(dota)`, `metrics/mAP75(dota)`, `metrics/mAP50-95(dota)`. Ultralytics' default max_det=300
+    becomes 1000 (per patch). `detections` are the merged detections (image -> Detections); `val` also writes them as
+    Task1 files, and accepts merge_iou (default 0.1)."""
 
     benchmark, keys, fitness_key, options = Benchmark.DOTA, KEYS, "mAP50", ("merge_iou",)
     max_det, merge_iou = 1000, MERGE_IOU  # per patch: a DOTA patch can hold more than 300 small vehicles
 
     def evaluate(self) -> dict[str, Any]:
-        """Merge (when the images are patches) and evaluate the records as the dataset allows; log; return results.
-
-        Results: those of dota_evaluate and `mode`, what was evaluated (only images and mode without ground truth).
-        """
+        """Merge (when the images are patches) and evaluate the records as the dataset allows; log; return the results
+        of dota_evaluate and `mode`, what was evaluated (only images and mode without ground truth)."""
         split, im_files, names = self.args.split or "val", list(self.dataloader.dataset.im_files), self.data["names"]
         predictions = {Path(r["im_file"]).stem: Detections(r["polys"], r["scores"], r["classes"]) for r in self.records}
         mapping, images = patch_mapping(self.data, split, im_files)
@@ -249,13 +234,11 @@ class Validator(ProtocolValidator, OBBValidator):
 
     def save(self) -> dict[str, Any]:
         """Write the merged detections as Task1 files and the results as dota_results.json in the run folder."""
-        save_dir = Path(self.save_dir)
-        write_task1(self.detections, self.data["names"], save_dir / "Task1")
-        extra = {"task1": str(save_dir / "Task1"), "save_dir": str(save_dir)}
-        (save_dir / "dota_results.json").write_text(json.dumps({**self.results, **extra}, indent=1))
-        LOGGER.info(
-            f"ultrald: DOTA Task1 files ({len(self.detections)} images) in {extra['task1']}, results in {save_dir}"
-        )
+        out = Path(self.save_dir)
+        extra = {"task1": str(out / "Task1"), "save_dir": str(out)}
+        write_task1(self.detections, self.data["names"], extra["task1"])
+        (out / "dota_results.json").write_text(json.dumps({**self.results, **extra}, indent=1))
+        LOGGER.info(f"ultrald: DOTA Task1 files ({len(self.detections)} images) in {out / 'Task1'}, results in {out}")
         return extra
 
 

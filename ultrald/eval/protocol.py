@@ -2,8 +2,7 @@
 
 It records each image's predictions and labels in original pixels, evaluates them after Ultralytics' metrics, adds the
 numbers to the stats as `metrics/<key>(<benchmark>)` and makes one of them the fitness (so a trainer keeps best.pt by
-it). Only public Ultralytics API: the batch's keys and `ultralytics.utils.ops`, scaled as its validators scale them.
-"""
+it). Only public Ultralytics API: the batch's keys and `ultralytics.utils.ops`, scaled as its validators scale them."""
 
 from __future__ import annotations
 
@@ -20,20 +19,9 @@ from ultralytics.utils import LOGGER, RANK, ops
 from . import Benchmark
 
 
-def gather_records(records: list) -> list:
-    """Return all ranks' `records` joined on rank 0 under DDP (an empty list on the others), else `records` as is."""
-    if RANK < 0:
-        return records
-    gathered = [None] * dist.get_world_size() if RANK == 0 else None
-    dist.gather_object(records, gathered, dst=0)
-    return [r for part in gathered for r in part] if RANK == 0 else []
-
-
 def batch_labels(batch: dict, si: int, obb: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the labels of image `si` of a validation batch in the batch's (letterboxed) pixels: (boxes, classes).
-
-    Boxes are xyxy (M, 4), or xywhr (M, 5) with `obb`: the format of the predictions in that batch.
-    """
+    """Return the labels of image `si` of a validation batch in the batch's (letterboxed) pixels: (boxes, classes),
+    boxes xyxy (M, 4), or xywhr (M, 5) with `obb`: the format of the predictions in that batch."""
     idx = batch["batch_idx"] == si
     boxes = batch["bboxes"][idx].clone()
     boxes[:, :4] *= boxes.new_tensor(batch["img"].shape[2:])[[1, 0, 1, 0]]
@@ -61,12 +49,10 @@ def image_records(preds: list[dict], batch: dict, obb: bool = False) -> list[dic
 
 
 class ProtocolValidator:
-    """Mixin ahead of an Ultralytics validator class: the interface of every protocol in ultrald.eval.
-
-    A protocol sets `benchmark`, `keys` (its numbers in the stats), `fitness_key`, `max_det` (its detections per image;
-    None keeps Ultralytics') and `options` (Python-only keywords of `val` that set attributes); its `evaluate()` reads
-    `records` (see image_records), sets `detections` (what `save` writes) and returns `results`.
-    """
+    """Mixin ahead of an Ultralytics validator class: the interface of every protocol in ultrald.eval. A protocol sets
+    `benchmark`, `keys` (its numbers in the stats), `fitness_key`, `max_det` (its detections per image; None keeps
+    Ultralytics') and `options` (Python-only keywords of `val` that set attributes); its `evaluate()` reads `records`
+    (see image_records), sets `detections` (what `save` writes) and returns `results`."""
 
     benchmark: Benchmark
     keys: tuple[str, ...] = ()
@@ -92,9 +78,12 @@ class ProtocolValidator:
         self.records += image_records(preds, batch, self.benchmark.task == "obb")
 
     def gather_stats(self) -> None:
-        """Gather Ultralytics' stats, and under DDP the records, on rank 0."""
+        """Gather Ultralytics' stats, and under DDP the records, on rank 0 (the other ranks keep none)."""
         super().gather_stats()
-        self.records = gather_records(self.records)
+        if RANK >= 0:
+            gathered = [None] * dist.get_world_size() if RANK == 0 else None
+            dist.gather_object(self.records, gathered, dst=0)
+            self.records = [r for part in gathered for r in part] if RANK == 0 else []
 
     def get_stats(self) -> dict[str, Any]:
         """Return Ultralytics' stats plus the protocol's numbers, with fitness set to its `fitness_key`."""
@@ -138,12 +127,7 @@ class ProtocolValidator:
 
     @classmethod
     def val(cls, yolo, **overrides) -> dict[str, Any]:
-        """Validate a YOLO model with the protocol (`run`), save its detections, return its results.
-
-        Examples:
-            >>> from ultralytics import YOLO
-            >>> from ultrald.eval import Benchmark
-            >>> Benchmark.COCO.validator.val(YOLO("best.pt"), data="coco/data.yaml", imgsz=640)["AP"]
-        """
+        """Validate a YOLO model with the protocol (`run`), save its detections, return its results, e.g.
+        `Benchmark.COCO.validator.val(YOLO("best.pt"), data="coco/data.yaml", imgsz=640)["AP"]`."""
         validator = cls.run(yolo, **overrides)
         return {**validator.results, **validator.save()}

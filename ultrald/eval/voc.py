@@ -5,19 +5,17 @@ ultrald.eval.ap states them (shared with DOTA). Beside them, COCO-style AP@[.5:.
 boxes as crowd (ignore) regions, as mmdetection's VOC-to-COCO conversion marks them and the LD paper reports VOC.
 
 A dataset written by `yolo-ld convert voc` is evaluated against its original XMLs (under its `voc_root`); other
-datasets against their YOLO labels (no difficult objects), or the original json of a `yolo-ld convert coco` dataset.
-"""
+datasets against their YOLO labels (no difficult objects), or the original json of a `yolo-ld convert coco` dataset."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torchvision.ops import box_iou as _box_iou
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, ops
 
 from ..data.voc import parse_voc_xml
 from . import Benchmark
@@ -35,21 +33,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def voc_evaluate(gt: dict, detections: list[dict], iou_thr: float = 0.5, image_ids=None) -> dict[int, dict]:
     """Return {category id: {AP07, AP, gt, difficult, dets}} (nan APs without ground truth) of COCO result dicts
     against an instances dict whose crowd annotations are the difficult objects, on `image_ids` (default: all)."""
-    ids = [img["id"] for img in gt["images"]] if image_ids is None else list(image_ids)
-    objects, found = defaultdict(lambda: ([], [], [])), defaultdict(lambda: ([], [], []))
-    for a in gt["annotations"]:
-        for part, v in zip(objects[a["image_id"]], (a["bbox"], a["category_id"], bool(a.get("iscrowd", 0)))):
-            part.append(v)
-    for d in detections:
-        for part, v in zip(found[d["image_id"]], (d["bbox"], d["score"], d["category_id"])):
-            part.append(v)
+    rows = {i: ([], []) for i in ([img["id"] for img in gt["images"]] if image_ids is None else image_ids)}
+    for k, items in enumerate((gt["annotations"], detections)):
+        for x in items:
+            rows.get(x["image_id"], ([], []))[k].append(x)  # images outside `rows` are not evaluated
 
-    def arrays(boxes, *values):  # xywh lists -> xyxy (K, 4), then the other values as arrays
-        xyxy = np.array(boxes, float).reshape(-1, 4)
-        xyxy[:, 2:] += xyxy[:, :2]
-        return xyxy, *(np.array(v) for v in values)
+    def arrays(items, *keys):  # COCO dicts -> their xywh bboxes as xyxy (K, 4), then each of `keys` (K,)
+        boxes = ops.ltwh2xyxy(np.array([x["bbox"] for x in items], float).reshape(-1, 4))
+        return boxes, *(np.array([x.get(k, 0) for x in items]) for k in keys)
 
-    gts, dets = {i: arrays(*objects[i]) for i in ids}, {i: arrays(*found[i]) for i in ids}
+    gts = {i: arrays(r[0], "category_id", "iscrowd") for i, r in rows.items()}  # difficult objects are crowd
+    dets = {i: arrays(r[1], "score", "category_id") for i, r in rows.items()}
     per_class = average_precision(dets, gts, box_iou, [c["id"] for c in gt["categories"]], (iou_thr,))
     return {c: {**r, "AP07": float(r["AP07"][0]), "AP": float(r["AP"][0])} for c, r in per_class.items()}
 
@@ -75,8 +69,7 @@ def voc_ground_truth(im_files: list[str], root: str | list, voc_root: Path, name
 class Validator(COCOValidator):
     """DetectionValidator whose stats add VOC mAP@0.5 (`metrics/mAP50_07(voc)`: 11-point, the fitness; `mAP50`: area)
     and COCO-style numbers with difficult boxes ignored (`metrics/AP(voc)` ...); `results["classes"]` holds each
-    class's {AP07, AP, gt, difficult, dets}.
-    """
+    class's {AP07, AP, gt, difficult, dets}."""
 
     benchmark, keys, fitness_key, max_det = Benchmark.VOC, ("mAP50_07", "mAP50", *COCO_KEYS), "mAP50_07", None
 
