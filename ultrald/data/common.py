@@ -64,9 +64,15 @@ def write_label(image: Path, lines: list[str]) -> None:
     label.write_text("".join(f"{line}\n" for line in lines))
 
 
-def clear_cache(root: Path, split: str) -> None:
-    """Remove Ultralytics' label cache of a split, which would hide the labels just written."""
+def reset_split(root: Path, split: str) -> tuple[Path, Path]:
+    """Remove the images and labels folders of a split, and Ultralytics' label cache, which would hide the labels
+    written next; create the images folder; return both folders."""
+    images, labels = Path(root) / "images" / split, Path(root) / "labels" / split
+    for folder in images, labels:
+        shutil.rmtree(folder, ignore_errors=True)
+    images.mkdir(parents=True)
     (Path(root) / "labels" / f"{split}.cache").unlink(missing_ok=True)
+    return images, labels
 
 
 def box_label(cls: int, box: Sequence[float], w: float, h: float, counts: Counter) -> str | None:
@@ -169,11 +175,8 @@ def generate_synthetic(
         return yaml_file
     stamp.unlink(missing_ok=True)  # an interrupted run leaves no stamp, so it is not reused
     for k, (split, n) in enumerate(splits.items()):
-        images, labels = root / "images" / split, root / "labels" / split
-        for folder in images, labels:
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-        clear_cache(root, split)
+        images, labels = reset_split(root, split)
+        labels.mkdir(parents=True)
         for i in TQDM(range(n), desc=f"ultrald: drawing {root.name} {split}"):
             img, lines = draw(np.random.default_rng([seed, k * 10**6 + i]), split)
             cv2.imwrite(str(images / f"{i:06d}.png"), img)

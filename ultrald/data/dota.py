@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -28,7 +27,7 @@ import shapely
 from ultralytics.data.utils import IMG_FORMATS
 from ultralytics.utils import LOGGER, TQDM
 
-from .common import Problems, check_dir, clear_cache, image_size, make_cli, place_image, write_data_yaml, write_label
+from .common import Problems, check_dir, image_size, make_cli, place_image, reset_split, write_data_yaml, write_label
 
 DOTA_CLASSES = {
     "1.0": tuple(
@@ -109,9 +108,7 @@ def polygons(coords) -> np.ndarray:
     return geoms
 
 
-def parse_dota_txt(
-    file: str | Path, classes: tuple[str, ...] | None = None
-) -> tuple[list[DOTAObject], dict[str, str], list[tuple[str, str]]]:
+def parse_dota_txt(file: str | Path, classes: tuple[str, ...] | None = None) -> tuple[list[DOTAObject], dict, list]:
     """Parse a labelTxt file ('x1 y1 ... x4 y4 class [difficult]' lines after 'imagesource:', 'gsd:' header lines);
     return (objects, header, problems).
 
@@ -154,10 +151,8 @@ def windows(width: int, height: int, size: int, gap: int) -> list[tuple[int, int
     if not 0 <= gap < size:
         raise ValueError(f"the gap ({gap}) must be at least 0 and less than the patch size ({size}).")
 
-    def starts(n: int) -> list[int]:
-        return [0] if n <= size else [*range(0, n - size, size - gap), n - size]
-
-    return [(x, y, min(x + size, width), min(y + size, height)) for x in starts(width) for y in starts(height)]
+    xs, ys = ([0] if n <= size else [*range(0, n - size, size - gap), n - size] for n in (width, height))
+    return [(x, y, min(x + size, width), min(y + size, height)) for x in xs for y in ys]
 
 
 def order_like(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -279,10 +274,7 @@ def convert_split(
     """Convert (split) the images of one split; log a summary; return (patch -> [image, rate, x, y], image -> [file, w,
     h], counts). The test split is converted without labels."""
     labels_dir = labels_dir if split != "test" else None
-    for d in out_dir / "images" / split, out_dir / "labels" / split:
-        shutil.rmtree(d, ignore_errors=True)
-    (out_dir / "images" / split).mkdir(parents=True)
-    clear_cache(out_dir, split)
+    reset_split(out_dir, split)
     stems = {}
     for f in sorted(p for p in images_dir.iterdir() if p.suffix[1:].lower() in IMG_FORMATS):
         if f.stem in stems:

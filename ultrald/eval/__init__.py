@@ -10,12 +10,8 @@ from importlib import import_module
 
 
 class Benchmark(str, Enum):
-    """A benchmark by its `metric=` and `yolo-ld convert` name: the task it evaluates, its validator, its converter.
-
-    Examples:
-        >>> Benchmark("dota").task, Benchmark.DOTA.validator.__name__
-        ('obb', 'Validator')
-    """
+    """A benchmark by its `metric=` and `yolo-ld convert` name: the task it evaluates, its validator, its converter,
+    e.g. `Benchmark("dota").task` is 'obb'."""
 
     COCO = "coco"
     VOC = "voc"

@@ -112,12 +112,11 @@ class Validator(ProtocolValidator, DetectionValidator):
         split = self.args.split or "val"
         annotations = (self.data.get("annotations") or {}).get(split)
         if not annotations:  # image ids: positions in the records
-            names, records = self.data["names"], self.records
-            objects = [
-                (i, c, b, 0) for i, r in enumerate(records) for b, c in zip(r["gt_boxes"].tolist(), r["gt_classes"])
-            ]
-            gt = instances([(r["im_file"], r["shape"][1], r["shape"][0]) for r in records], objects, names)
-            return load_ground_truth(gt), {r["im_file"]: i for i, r in enumerate(records)}, {i: i + 1 for i in names}
+            names, records = self.data["names"], enumerate(self.records)
+            objects = [(i, c, b, 0) for i, r in records for b, c in zip(r["gt_boxes"].tolist(), r["gt_classes"])]
+            gt = instances([(r["im_file"], r["shape"][1], r["shape"][0]) for r in self.records], objects, names)
+            image_ids = {r["im_file"]: i for i, r in enumerate(self.records)}
+            return load_ground_truth(gt), image_ids, {i: i + 1 for i in names}
         im_files = self.dataloader.dataset.im_files
         return self.cached((split, annotations, len(im_files)), lambda: self.converted(split, annotations, im_files))
 

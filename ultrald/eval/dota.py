@@ -55,8 +55,6 @@ class GroundTruth(
 
 def overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (i, j, IoU) of the shapely polygons a[i], b[j] whose bounding boxes meet (the others have IoU 0)."""
-    if not len(a) or not len(b):
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
     i, j = shapely.STRtree(b).query(a)
     inter = shapely.area(shapely.intersection(a[i], b[j]))
     return i, j, inter / np.maximum(shapely.area(a[i]) + shapely.area(b[j]) - inter, np.finfo(float).eps)

@@ -92,9 +92,8 @@ class Validator(COCOValidator):
         gt, image_ids, category_ids = self.ground_truth()
         self.detections = coco_detections(self.records, image_ids, category_ids)
         coco, _ = coco_evaluate(gt, self.detections, list(image_ids.values()))
-        names = {c["id"]: c.get("name", str(c["id"])) for c in gt.dataset["categories"]}
         per_class = voc_evaluate(gt.dataset, self.detections, image_ids=image_ids.values())
-        classes = {names[c]: r for c, r in per_class.items()}
+        classes = {c.get("name", str(c["id"])): per_class[c["id"]] for c in gt.dataset["categories"]}
         mean = means(classes, ("AP07", "AP"))
         results = {"mAP50_07": mean["AP07"], "mAP50": mean["AP"], **coco, "classes": classes}
         line = f"VOC: mAP50 {mean['AP07']:.4f} (11-point), {mean['AP']:.4f} (area); COCO-style AP {coco['AP']:.4f}"
