@@ -147,12 +147,7 @@ def make_cli(name: str, convert: Callable, arguments: Mapping[str, str | dict], 
 
 
 def generate_synthetic(
-    root: str | Path,
-    meta: Mapping,
-    splits: Mapping[str, int],
-    draw: Callable[[np.random.Generator, str], tuple[np.ndarray, list[str]]],
-    names: Sequence[str],
-    seed: int = 0,
+    root: str | Path, meta: Mapping, splits: Mapping[str, int], draw: Callable, names: Sequence[str], seed: int = 0
 ) -> Path:
     """Draw a synthetic dataset into `root` once and reuse it; return its data.yaml.
 
@@ -163,7 +158,6 @@ def generate_synthetic(
     Args:
         meta (Mapping): JSON-able description of everything else that changes the files: a generator version (bump
             it when the drawing changes) and its settings.
-        splits (Mapping[str, int]): Split name -> number of images, e.g. {"train": 1000, "val": 300}.
         draw (Callable): `draw(rng, split) -> (image (H, W, 3) uint8 BGR, label lines)` draws one image of a split.
         seed (int): Image i of the k-th split gets its own stream `np.random.default_rng([seed, k * 10**6 + i])`, so
             an image does not depend on the split sizes and no two images share a stream.

@@ -155,15 +155,6 @@ def windows(width: int, height: int, size: int, gap: int) -> list[tuple[int, int
     return [(x, y, min(x + size, width), min(y + size, height)) for x in xs for y in ys]
 
 
-def order_like(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Return the 4 `points` in the winding of `reference`, from the cyclic start closest to it (least squares):
-    DOTA's first point marks the object's head."""
-    if shapely.is_ccw(shapely.LinearRing(points)) != shapely.is_ccw(shapely.LinearRing(reference)):
-        points = points[::-1]
-    costs = [((np.roll(points, -k, 0) - reference) ** 2).sum() for k in range(4)]
-    return np.roll(points, -int(np.argmin(costs)), 0)
-
-
 def clip_object(points: np.ndarray, window: tuple[float, ...], iof: float = 0.7) -> tuple[np.ndarray | None, str]:
     """Return an object's 4 points (4, 2) in the window's coordinates and how it fits: inside, clipped, cut or outside.
     inside: all points in the window, as they are. clipped: at least `iof` of its area is inside; the points are the
@@ -182,7 +173,10 @@ def clip_object(points: np.ndarray, window: tuple[float, ...], iof: float = 0.7)
     if not isinstance(rect, shapely.Polygon) or rect.area <= 0:
         return None, "cut"
     rect = np.clip(shapely.get_coordinates(rect)[:4], offset, (x1, y1))
-    return order_like(rect, points) - offset, "clipped"
+    if shapely.is_ccw(shapely.LinearRing(rect)) != shapely.is_ccw(shapely.LinearRing(points)):
+        rect = rect[::-1]  # the original's winding, then its start (least squares): DOTA's first point is the head
+    costs = [((np.roll(rect, -k, 0) - points) ** 2).sum() for k in range(4)]
+    return np.roll(rect, -int(np.argmin(costs)), 0) - offset, "clipped"
 
 
 @dataclass(frozen=True)
@@ -297,10 +291,8 @@ def convert_split(
             for kind, message in r["problems"]:
                 problems(kind, message)
             c.update(r["counts"], **{"skipped lines": sum(kind in LINE_PROBLEMS for kind, _ in r["problems"])})
-            if r.get("skipped"):
-                c["skipped images"] += 1
-            else:
-                c["images"] += 1
+            c["skipped images" if r.get("skipped") else "images"] += 1
+            if not r.get("skipped"):
                 patches.update(r["patches"])
                 sizes[Path(r["image"]).stem] = [r["image"], *r["size"]]
     if not c["images"]:

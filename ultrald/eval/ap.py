@@ -71,8 +71,7 @@ def average_precision(
     dets: image -> (boxes (N, K), scores (N,), classes (N,)); gts: image -> (boxes (M, K), classes (M,), difficult
     (M,)), the evaluated images in their order; iou(boxes (N, K), boxes (M, K)) -> (N, M); thrs: IoU thresholds (T,)."""
     thrs = np.asarray(tuple(thrs), float)
-    found = {c: [] for c in classes}  # class -> per image: (scores, tp, fp)
-    npos, ndiff = Counter(), Counter()
+    found, npos, ndiff = {c: [] for c in classes}, Counter(), Counter()  # found: class -> per image: (scores, tp, fp)
     for image, (g_boxes, g_cls, g_diff) in gts.items():
         g_cls, g_diff = np.asarray(g_cls), np.asarray(g_diff, bool)
         npos.update(g_cls[~g_diff].tolist())

@@ -122,15 +122,13 @@ class Validator(ProtocolValidator, DetectionValidator):
 
     def converted(self, split: str, annotations: str, im_files: list[str]) -> tuple[COCO, dict, dict]:
         """Return the ground_truth() of a `yolo-ld convert coco` split: its json, image ids and category ids."""
-        ids_file = Path(self.data["path"]) / self.data.get("image_ids", IMAGE_IDS)
-        if not ids_file.is_file():
-            raise FileNotFoundError(f"'{ids_file}' (image path -> COCO image id) is missing; re-run the converter.")
-        by_path = json.loads(ids_file.read_text()).get(split, {})
+        file = Path(self.data["path"]) / self.data.get("image_ids", IMAGE_IDS)
+        if not file.is_file():
+            raise FileNotFoundError(f"'{file}' (image path -> COCO image id) is missing; re-run the converter.")
+        by_path = json.loads(file.read_text()).get(split, {})
         image_ids = {f: by_path[r] for f in im_files if (r := relative_path(f, self.data[split])) in by_path}
         if missing := len(im_files) - len(image_ids):
-            LOGGER.warning(
-                f"ultrald: {missing} {split} images are not in '{ids_file}', left out of the COCO evaluation."
-            )
+            LOGGER.warning(f"ultrald: {missing} {split} images are not in '{file}', left out of the COCO evaluation.")
         category_ids = {int(k): int(v) for k, v in self.data["category_ids"].items()}
         return load_ground_truth(annotations), image_ids, category_ids
 

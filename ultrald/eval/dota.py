@@ -14,9 +14,9 @@ devkit (`P0003__1__0___824`) or of Ultralytics' split_dota (`P0003__1024__0___82
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import shapely
@@ -33,7 +33,7 @@ IOU_THRS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # .50:.05:.95
 KEYS = ("mAP50", "mAP75", "mAP50-95")
 
 
-class Detections(NamedTuple("Detections", [("polys", np.ndarray), ("scores", np.ndarray), ("classes", np.ndarray)])):
+class Detections(namedtuple("Detections", "polys scores classes")):
     """Oriented detections of one image: polygons (N, 8) in pixels, scores (N,), class indices (N,), as arrays."""
 
     def __new__(cls, polys, scores, classes):
@@ -42,9 +42,7 @@ class Detections(NamedTuple("Detections", [("polys", np.ndarray), ("scores", np.
         return super().__new__(cls, shaped[0], shaped[1].reshape(-1), shaped[2].reshape(-1))
 
 
-class GroundTruth(
-    NamedTuple("GroundTruth", [("polys", np.ndarray), ("classes", np.ndarray), ("difficult", np.ndarray)])
-):
+class GroundTruth(namedtuple("GroundTruth", "polys classes difficult")):
     """Ground-truth objects of one image: polygons (M, 8) in pixels, class indices (M,), difficult flags (M,)."""
 
     def __new__(cls, polys, classes, difficult):
