@@ -153,9 +153,7 @@ def convert_coco(
     (out_dir / IMAGE_IDS).write_text(json.dumps(image_ids))
     splits = {"train": f"images/{next(iter(sources))}", "val": "images/val"}
     extra = {"category_ids": cats[1], "annotations": annotations, "image_ids": IMAGE_IDS, "summary": summary}
-    yaml_file = write_data_yaml(out_dir, cats[0], splits, YAML_HEADER, **extra)
-    LOGGER.info(f"ultrald: COCO dataset ({len(cats[0])} classes) written to {yaml_file}")
-    return yaml_file
+    return write_data_yaml(out_dir, cats[0], splits, YAML_HEADER, f"COCO dataset ({len(cats[0])} classes)", **extra)
 
 
 cli = make_cli(

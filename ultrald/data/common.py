@@ -115,12 +115,14 @@ def check_dir(source: Path, out: Path, what: str) -> None:
         raise ValueError(f"out_dir '{out}' lies inside the {what} '{source}'; choose another folder.")
 
 
-def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header: str = "", **extra) -> Path:
+def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header="", what="", **extra) -> Path:
     """Write `root/data.yaml`: path, the split folders, names (a sequence or index -> name), then `extra`, leaving out
-    keys whose value is None; return its path."""
+    keys whose value is None; log 'ultrald: <what> written to <yaml>' when `what` names the dataset; return its path."""
     names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
     data = {"path": str(Path(root).resolve()), **splits, "names": names, **extra}
     YAML.save(file := Path(root) / "data.yaml", {k: v for k, v in data.items() if v is not None}, header=header)
+    if what:
+        LOGGER.info(f"ultrald: {what} written to {file}")
     return file
 
 
@@ -152,8 +154,8 @@ def generate_synthetic(
     """Draw a synthetic dataset into `root` once and reuse it; return its data.yaml.
 
     Writes `images/<split>/<i:06d>.png`, the YOLO labels beside them in `labels/<split>/`, `data.yaml` and the stamp
-    `ultrald.json`. A dataset at `root` whose stamp matches (meta, splits, names and seed; JSON-compared) is returned
-    as it is; otherwise the split folders and label caches are replaced.
+    `ultrald.json`. A dataset whose stamp matches (meta, splits, names and seed; JSON-compared) is returned as it is;
+    otherwise the split folders and label caches are replaced.
 
     Args:
         meta (Mapping): JSON-able description of everything else that changes the files: a generator version (bump

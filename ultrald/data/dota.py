@@ -227,10 +227,9 @@ def convert_image(task: tuple) -> dict:
             if s.drop_empty and not lines:
                 counts["empty patches dropped"] += 1
                 continue
-            file = out_images / image.name
+            name = patch_name(image.stem, rate, x0, y0)
+            file = out_images / (f"{name}.{s.ext}" if s.size else image.name)
             if s.size:
-                name = patch_name(image.stem, rate, x0, y0)
-                file = out_images / f"{name}.{s.ext}"
                 params = [cv2.IMWRITE_JPEG_QUALITY, 95] if s.ext == "jpg" else []
                 if not cv2.imwrite(str(file), scaled[y0:y1, x0:x1], params):
                     raise OSError(f"cannot write '{file}'")
@@ -337,9 +336,7 @@ def convert_dota(
     if size:
         windows(size, size, size, gap)  # checks size and gap
     if ext not in {"png", "jpg"} or not rates or min(rates) <= 0 or not 0 <= iof <= 1:
-        raise ValueError(
-            f"ext '{ext}' must be png or jpg, rates {list(rates)} positive numbers and iof {iof} in [0, 1]."
-        )
+        raise ValueError(f"ext '{ext}' must be png or jpg, rates {[*rates]} positive numbers and iof {iof} in [0, 1].")
     settings = SplitSettings(size, gap, tuple(float(r) for r in rates), iof, ext, drop_difficult, drop_empty, copy)
     found = {s: find_split(root, s, version, labels) for s in (splits or SPLITS)}
     if splits and (missing := [s for s, f in found.items() if f is None]):
@@ -369,11 +366,9 @@ def convert_dota(
     folders["test"] = "images/test" if "test" in found else None
     split = {"size": size, "gap": gap, "rates": list(settings.rates), "iof": iof, "ext": ext if size else "original"}
     split["difficult"] = "dropped" if drop_difficult else "kept"
-    annotations = {s: str(f[1]) for s, f in found.items() if s != "test" and f[1] is not None}
-    extra = {"dota_version": version, "dota_root": str(root), "patches": PATCHES if size else None, "split": split}
-    yaml_file = write_data_yaml(out, classes, folders, YAML_HEADER, annotations=annotations, **extra, summary=summary)
-    LOGGER.info(f"ultrald: DOTA dataset written to {yaml_file}")
-    return yaml_file
+    extra = {"annotations": {s: str(f[1]) for s, f in found.items() if s != "test" and f[1] is not None}}
+    extra |= {"dota_version": version, "dota_root": str(root), "patches": PATCHES if size else None, "split": split}
+    return write_data_yaml(out, classes, folders, YAML_HEADER, "DOTA dataset", **extra, summary=summary)
 
 
 cli = make_cli(

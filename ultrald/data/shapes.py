@@ -32,17 +32,9 @@ def _templates() -> dict[str, np.ndarray]:
     b = 0.33
     cross = np.array([-1, -b, -b, -b, -b, -1, b, -1, b, -b, 1, -b, 1, b, b, b, b, 1, -b, 1, -b, b, -1, b], float)
     arrow = np.array([(-1, -0.3), (0.2, -0.3), (0.2, -0.8), (1, 0), (0.2, 0.8), (0.2, 0.3), (-1, 0.3)], dtype=float)
-    polys = {
-        "circle": _regular(48),
-        "triangle": _regular(3, -np.pi / 2),
-        "square": _regular(4, np.pi / 4),
-        "pentagon": _regular(5, -np.pi / 2),
-        "hexagon": _regular(6),
-        "star": star,
-        "cross": cross.reshape(-1, 2),
-        "arrow": arrow,
-    }
-    return {k: v / np.abs(v).max() for k, v in polys.items()}
+    regular = [_regular(48), _regular(3, -np.pi / 2), _regular(4, np.pi / 4), _regular(5, -np.pi / 2), _regular(6)]
+    polys = [*regular, star, cross.reshape(-1, 2), arrow]  # in the order of CLASSES
+    return {k: v / np.abs(v).max() for k, v in zip(CLASSES, polys, strict=True)}
 
 
 TEMPLATES = _templates()

@@ -140,9 +140,7 @@ def convert_voc(
     val = "images/test" if test else "images/train"
     folders = {"train": "images/train", "val": val, "test": val if test else None}
     extra = {"voc_root": str(voc_root), "sets": {k: list(v) for k, v in splits.items()}, "summary": summary}
-    yaml_file = write_data_yaml(out_dir, VOC_CLASSES, folders, YAML_HEADER, **extra)
-    LOGGER.info(f"ultrald: VOC dataset written to {yaml_file}")
-    return yaml_file
+    return write_data_yaml(out_dir, VOC_CLASSES, folders, YAML_HEADER, "VOC dataset", **extra)
 
 
 def _sets(s: str) -> tuple[str, ...]:

@@ -10,8 +10,7 @@ from importlib import import_module
 
 
 class Benchmark(str, Enum):
-    """A benchmark by its `metric=` and `yolo-ld convert` name: the task it evaluates, its validator, its converter,
-    e.g. `Benchmark("dota").task` is 'obb'."""
+    """A benchmark by its `metric=` and `yolo-ld convert` name: the task it evaluates, its validator, its converter."""
 
     COCO = "coco"
     VOC = "voc"

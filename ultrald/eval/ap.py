@@ -66,10 +66,9 @@ def average_precision(
     classes: Iterable[int],
     thrs: Iterable[float] = (0.5,),
 ) -> dict[int, dict]:
-    """Return class -> {AP07 (T,), AP (T,) (nan without ground truth), gt, difficult, dets} by the rules above.
-
-    dets: image -> (boxes (N, K), scores (N,), classes (N,)); gts: image -> (boxes (M, K), classes (M,), difficult
-    (M,)), the evaluated images in their order; iou(boxes (N, K), boxes (M, K)) -> (N, M); thrs: IoU thresholds (T,)."""
+    """Return class -> {AP07 (T,), AP (T,) (nan without ground truth), gt, difficult, dets} by the rules above. dets:
+    image -> (boxes (N, K), scores (N,), classes (N,)); gts: image -> (boxes (M, K), classes (M,), difficult (M,)), the
+    evaluated images in their order; iou(boxes (N, K), boxes (M, K)) -> (N, M); thrs: IoU thresholds (T,)."""
     thrs = np.asarray(tuple(thrs), float)
     found, npos, ndiff = {c: [] for c in classes}, Counter(), Counter()  # found: class -> per image: (scores, tp, fp)
     for image, (g_boxes, g_cls, g_diff) in gts.items():

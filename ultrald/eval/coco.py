@@ -2,8 +2,7 @@
 
 A dataset written by `yolo-ld convert coco` is evaluated against its original instances json (crowd regions, areas
 and image ids as published), predictions mapped back to original image ids, category ids and pixel coordinates. Any
-other Ultralytics detection dataset is evaluated against a ground truth built in memory from its YOLO labels.
-`Validator`'s fitness is COCO AP@[.5:.95], so a trainer that validates with it keeps best.pt by that metric."""
+other Ultralytics detection dataset is evaluated against a ground truth built in memory from its YOLO labels."""
 
 from __future__ import annotations
 
@@ -95,11 +94,10 @@ def relative_path(file: str, roots: str | Path | list) -> str | None:
 
 
 class Validator(ProtocolValidator, DetectionValidator):
-    """DetectionValidator whose stats add COCO's 12 numbers (`metrics/AP(coco)` ...), fitness COCO AP@[.5:.95]. COCO
-    counts at most 100 detections per image: Ultralytics' default max_det=300 becomes 100. `detections` are COCO result
-    dicts."""
+    """DetectionValidator whose stats add COCO's 12 numbers (`metrics/AP(coco)` ...), fitness COCO AP@[.5:.95];
+    `detections` are COCO result dicts."""
 
-    benchmark, keys, fitness_key, max_det = Benchmark.COCO, COCO_KEYS, "AP", 100
+    benchmark, keys, fitness_key, max_det = Benchmark.COCO, COCO_KEYS, "AP", 100  # COCO counts at most 100 per image
 
     def init_metrics(self, model) -> None:
         """Initialise the metrics; load the ground truth, so that unreadable annotations fail before inference."""

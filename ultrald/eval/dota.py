@@ -4,12 +4,11 @@ Merging: patch detections go back to their image ((patch xy + offset) / rate), m
 on exact polygon IoU suppressing IoU > 0.1, as the devkit's ResultMerge_multi_process.py (ResultMerge.py has 0.3).
 Evaluation: dota_evaluation_task1.py, which is voc_eval on exact polygon IoU (shapely); its rules: ultrald.eval.ap.
 mAP50 is DOTA's headline number; mAP50-95 averages VOC07 AP over IoU .50:.05:.95, as mmrotate (which Rotated-LD
-reports). Unlike the devkit, a self-intersecting polygon counts as its convex hull.
-
-Ground truth: a `yolo-ld convert dota` dataset names its original labelTxt folders (`annotations`) and its patch mapping
-(`patches`): merged detections are evaluated against the originals. Without annotations each image is evaluated against
-its YOLO labels; with neither (the test split) only Task1 files are written. Without a mapping json, patch names of the
-devkit (`P0003__1__0___824`) or of Ultralytics' split_dota (`P0003__1024__0___824`) give it."""
+reports). Unlike the devkit, a self-intersecting polygon counts as its convex hull. Ground truth: a `yolo-ld convert
+dota` dataset names its original labelTxt folders (`annotations`) and its patch mapping (`patches`): merged detections
+are evaluated against the originals. Without annotations each image is evaluated against its YOLO labels; with neither
+(the test split) only Task1 files are written. Without a mapping json, patch names of the devkit (`P0003__1__0___824`)
+or of Ultralytics' split_dota (`P0003__1024__0___824`) give it."""
 
 from __future__ import annotations
 
@@ -193,9 +192,8 @@ def patch_mapping(data: dict, split: str, im_files: list[str]) -> tuple[dict[str
 
 class Validator(ProtocolValidator, OBBValidator):
     """OBBValidator whose stats add the DOTA protocol (merged patches, polygon IoU, VOC07 AP), fitness its mAP50. The
-    stats hold `metrics/mAP50(dota)`, `metrics/mAP75(dota)`, `metrics/mAP50-95(dota)`. Ultralytics' default max_det=300
-    becomes 1000 (per patch). `detections` are the merged detections (image -> Detections); `val` also writes them as
-    Task1 files, and accepts merge_iou (default 0.1)."""
+    stats hold `metrics/mAP50(dota)`, `metrics/mAP75(dota)`, `metrics/mAP50-95(dota)`. `detections` are the merged
+    detections (image -> Detections); `val` also writes them as Task1 files, and accepts merge_iou (default 0.1)."""
 
     benchmark, keys, fitness_key, options = Benchmark.DOTA, KEYS, "mAP50", ("merge_iou",)
     max_det, merge_iou = 1000, MERGE_IOU  # per patch: a DOTA patch can hold more than 300 small vehicles

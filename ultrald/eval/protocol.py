@@ -29,9 +29,8 @@ def batch_labels(batch: dict, si: int, obb: bool = False) -> tuple[torch.Tensor,
 
 
 def image_records(preds: list[dict], batch: dict, obb: bool = False) -> list[dict]:
-    """Return a record per image of a batch: im_file, shape (h, w) and in original pixels the predictions (`boxes`
-    xyxy (N, 4), or `polys` (N, 8) with `obb`), `scores`, `classes`, and the labels (`gt_boxes` or `gt_polys`,
-    `gt_classes`)."""
+    """Return a record per image of a batch: im_file, shape (h, w) and in original pixels the predictions (`boxes` xyxy
+    (N, 4), or `polys` (N, 8) with `obb`), `scores`, `classes`, and labels (`gt_boxes` or `gt_polys`, `gt_classes`)."""
     key, imgsz, records = "polys" if obb else "boxes", batch["img"].shape[2:], []
 
     def original(boxes: torch.Tensor, si: int) -> np.ndarray:  # batch pixels -> original pixels, as the validators
@@ -49,16 +48,14 @@ def image_records(preds: list[dict], batch: dict, obb: bool = False) -> list[dic
 
 
 class ProtocolValidator:
-    """Mixin ahead of an Ultralytics validator class: the interface of every protocol in ultrald.eval. A protocol sets
-    `benchmark`, `keys` (its numbers in the stats), `fitness_key`, `max_det` (its detections per image; None keeps
-    Ultralytics') and `options` (Python-only keywords of `val` that set attributes); its `evaluate()` reads `records`
-    (see image_records), sets `detections` (what `save` writes) and returns `results`."""
+    """Mixin ahead of an Ultralytics validator class, the interface of every protocol in ultrald.eval: a protocol sets
+    the attributes below; its `evaluate()` reads `records` (see image_records), sets `detections`, returns `results`."""
 
     benchmark: Benchmark
-    keys: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # its numbers in the stats
     fitness_key: str = ""
-    max_det: int | None = None
-    options: tuple[str, ...] = ()
+    max_det: int | None = None  # its detections per image; None keeps Ultralytics'
+    options: tuple[str, ...] = ()  # Python-only keywords of `val` that set attributes
 
     def __init__(self, dataloader=None, save_dir=None, args=None, _callbacks=None) -> None:
         """Build the Ultralytics validator, then apply the protocol's max_det unless one was given."""

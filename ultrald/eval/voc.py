@@ -1,11 +1,10 @@
 """PASCAL VOC protocol, for `metric=voc`: per-class AP at IoU 0.5, difficult objects ignored.
 
-VOC2007's 11-point AP (the fitness) and the VOC2010+ area AP, by py-faster-rcnn's `voc_eval` rules as
-ultrald.eval.ap states them (shared with DOTA). Beside them, COCO-style AP@[.5:.95] by pycocotools with difficult
-boxes as crowd (ignore) regions, as mmdetection's VOC-to-COCO conversion marks them and the LD paper reports VOC.
-
-A dataset written by `yolo-ld convert voc` is evaluated against its original XMLs (under its `voc_root`); other
-datasets against their YOLO labels (no difficult objects), or the original json of a `yolo-ld convert coco` dataset."""
+VOC2007's 11-point AP (the fitness) and the VOC2010+ area AP, by py-faster-rcnn's `voc_eval` rules as ultrald.eval.ap
+states them (shared with DOTA). Beside them, COCO-style AP@[.5:.95] by pycocotools with difficult boxes as crowd
+(ignore) regions, as mmdetection's VOC-to-COCO conversion marks them and the LD paper reports VOC. A dataset written by
+`yolo-ld convert voc` is evaluated against its original XMLs (under its `voc_root`); other datasets against their YOLO
+labels (no difficult objects), or the original json of a `yolo-ld convert coco` dataset."""
 
 from __future__ import annotations
 
