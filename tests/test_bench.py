@@ -103,4 +103,6 @@ def test_report_pairs_by_seed_and_takes_the_worst_case(tmp_path):
     assert "| b | +0.050 (1/2) |" in tuned  # full - plain on b: -0.1, +0.2
     assert "| full | +0.50 | +0.13 | +0.13 | -0.25 |" in tuned  # worst dataset mean, worst seed
     assert "| extra | -0.12 | — | -0.12 (on 1 of 2) | -0.50 (on 1 of 2) |" in tuned  # gaps +0.25, -0.5; b lacks it
-    assert "| h | +0.150 (2/2) |" in held_out and "| full | +0.50 | +0.50 | +0.50 |" in held_out  # gaps 0.2/0.4, 0.1/0.2
+    assert (
+        "| h | +0.150 (2/2) |" in held_out and "| full | +0.50 | +0.50 | +0.50 |" in held_out
+    )  # gaps 0.2/0.4, 0.1/0.2
