@@ -18,19 +18,25 @@ import sys
 from pathlib import Path
 
 
-def mean_std(values: list[float]) -> str:
-    """'mean ± std' of values (std 0 for one)."""
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+def mean_std(values: list[float | None]) -> str:
+    """'mean ± std' of the values that are not None (std 0 for one), saying how many there were if some are None."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "—"
+    sd = statistics.stdev(known) if len(known) > 1 else 0.0
+    return f"{statistics.mean(known):.3f} ± {sd:.3f}" + ("" if len(known) == len(values) else f" ({len(known)} seeds)")
 
 
 def load(folder: Path) -> dict:
-    """Return a bench results.json with each row's per-seed gap recovered (paired with plain of the same seed)."""
+    """Return a bench results.json with each row's per-seed gap recovered (paired with plain of the same seed).
+
+    A seed whose plain student reached the teacher has no gap to recover: its gap is None, not a ratio whose sign flips.
+    """
     r = json.loads((folder / "results.json").read_text())
     teacher, table = r["teacher"]["mAP50-95"], r["table"]
     plain = table["plain"]["per_seed"]
     for row in table.values():
-        row["gap"] = [(v - p) / (teacher - p) for v, p in zip(row["per_seed"], plain)]
+        row["gap"] = [(v - p) / (teacher - p) if teacher > p else None for v, p in zip(row["per_seed"], plain)]
     return r
 
 
@@ -87,13 +93,14 @@ def worst_case(results: dict[str, dict]) -> list[str]:
     for c in configs:
         means, seeds = [], []
         for n in names:
-            row = results[n]["table"].get(c)
-            means.append(statistics.mean(row["gap"]) if row else None)
-            seeds += row["gap"] if row else []
+            gaps = [g for g in results[n]["table"].get(c, {}).get("gap", []) if g is not None]
+            means.append(statistics.mean(gaps) if gaps else None)
+            seeds += gaps
         cells = [f"{m:+.2f}" if m is not None else "—" for m in means]
         known = [m for m in means if m is not None]
         partial = "" if len(known) == len(names) else f" (on {len(known)} of {len(names)})"  # not comparable
-        lines.append(f"| {c} | " + " | ".join(cells) + f" | {min(known):+.2f}{partial} | {min(seeds):+.2f}{partial} |")
+        worst = f"{min(known):+.2f}{partial} | {min(seeds):+.2f}{partial}" if known else "— | —"
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | {worst} |")
     return lines
 
 

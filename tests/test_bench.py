@@ -103,6 +103,13 @@ def test_report_pairs_by_seed_and_takes_the_worst_case(tmp_path):
     assert "| b | +0.050 (1/2) |" in tuned  # full - plain on b: -0.1, +0.2
     assert "| full | +0.50 | +0.13 | +0.13 | -0.25 |" in tuned  # worst dataset mean, worst seed
     assert "| extra | -0.12 | — | -0.12 (on 1 of 2) | -0.50 (on 1 of 2) |" in tuned  # gaps +0.25, -0.5; b lacks it
+    assert "| h | +0.150 (2/2) |" in held_out
+    assert "| full | +0.50 | +0.50 | +0.50 |" in held_out  # gaps 0.2/0.4, 0.1/0.2
+    # a seed whose plain student reached the teacher has no gap to recover: left out, and said so
+    long = _results(tmp_path / "long", 0.5, {"plain": [0.2, 0.6], "full": [0.35, 0.7]})
+    run = subprocess.run([*cmd[:2], str(long)], capture_output=True, text=True, timeout=60)
     assert (
-        "| h | +0.150 (2/2) |" in held_out and "| full | +0.50 | +0.50 | +0.50 |" in held_out
-    )  # gaps 0.2/0.4, 0.1/0.2
+        "| full | 0.525 ± 0.247 | 0.350 / 0.700 | 0.525 ± 0.247 | 0.525 ± 0.247 | 0.500 ± 0.000 (1 seeds) |"
+        in run.stdout
+    )
+    assert "| full | +0.50 | +0.50 | +0.50 |" in run.stdout
