@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import import_module
 from typing import Any
 
 from ultralytics.cfg import DEFAULT_CFG_PATH, MODES, TASKS, merge_equals_args, parse_key_value_pair
@@ -22,6 +23,8 @@ from .eval import Benchmark
 # What a user's mistake raises: printed as one line (exit 2) unless ULTRALD_TRACEBACK=1 or --traceback is given.
 USER_ERRORS = (UltraldError, SyntaxError, ValueError, TypeError, FileNotFoundError)
 
+CONVERTERS = ("coco", "voc", "dota", "yolo")  # 'yolo-ld convert NAME': ultrald.data.NAME.cli
+
 USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOLO.
 
     yolo-ld train model=yolov8s.yaml teacher=yolov8x.pt data=coco.yaml [key=value ...]
@@ -29,7 +32,7 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld predict model=best.pt source=images/
     yolo-ld export model=best.pt format=onnx
     yolo-ld val model=best.pt data=coco.yaml metric=coco     (metric=coco|voc|dota: the benchmark's own protocol)
-    yolo-ld convert coco|voc|dota ...   import a dataset into Ultralytics' format ('yolo-ld convert coco -h')
+    yolo-ld convert coco|voc|dota|yolo ...   import a dataset into Ultralytics' format ('yolo-ld convert voc -h')
     yolo-ld data shapes            generate the embedded synthetic dataset and print its yaml
     yolo-ld demo [epochs=12 ...]   distil a student on the synthetic shapes and compare it with plain training
     yolo-ld cfg                    print every key with its default (Ultralytics' and ultrald's)
@@ -151,10 +154,9 @@ def main(args: list[str]) -> int:
     elif first == "cfg":
         print(DEFAULT_CFG_PATH.read_text() + "\n# ultrald\n" + LD_CFG_PATH.read_text())
     elif first == "convert":
-        formats = [b.value for b in Benchmark]
-        if len(args) < 2 or args[1] not in formats:
-            raise SyntaxError(f"'yolo-ld convert FORMAT ...' with FORMAT one of {formats}")
-        return Benchmark(args[1]).convert(args[2:])
+        if len(args) < 2 or args[1] not in CONVERTERS:
+            raise SyntaxError(f"'yolo-ld convert FORMAT ...' with FORMAT one of {list(CONVERTERS)}")
+        return import_module(f".data.{args[1]}", __package__).cli(args[2:])
     elif first == "demo":
         from .demo import cli as demo
 

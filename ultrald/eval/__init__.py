@@ -1,10 +1,9 @@
 """Benchmark evaluation protocols for `metric=coco|voc|dota`, and the one registry of the benchmarks: each has a
-converter (`yolo-ld convert NAME`, ultrald.data.NAME) and a protocol (`metric=NAME`, ultrald.eval.NAME.Validator, an
+converter (`yolo-ld convert NAME`, ultrald.data.NAME.cli) and a protocol (`metric=NAME`, ultrald.eval.NAME.Validator, an
 ultrald.eval.protocol.ProtocolValidator). VOC and DOTA share ultrald.eval.ap; COCO is pycocotools' COCOeval."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import Enum
 from importlib import import_module
 
@@ -25,8 +24,3 @@ class Benchmark(str, Enum):
     def validator(self) -> type:
         """The protocol's validator class (its module, with pycocotools and shapely, loads on first use)."""
         return import_module(f".{self.value}", __name__).Validator
-
-    @property
-    def convert(self) -> Callable[[list[str]], int]:
-        """The `yolo-ld convert NAME` entry point: cli(argv) -> exit status."""
-        return import_module(f"..data.{self.value}", __name__).cli
