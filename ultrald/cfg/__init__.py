@@ -87,5 +87,9 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise ValueError(f"'ld_box_type={a['ld_box_type']}' is not one of {BOX_TYPES}.")
     if a.get("ald_type", "sin2") not in ALD_TYPES:
         raise ValueError(f"'ald_type={a['ald_type']}' is not one of {ALD_TYPES}.")
+    if (e := a.get("teacher_epochs")) is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
+        raise ValueError(f"'teacher_epochs={e}' must be a whole number >= 1 (or unset: the student's epochs).")
+    if (m := a.get("teacher_min_map", 0)) is None or isinstance(m, bool) or not 0 <= m <= 1:
+        raise ValueError(f"'teacher_min_map={m}' must lie in [0, 1]: the teacher's mAP50 below which the run stops.")
     if a.get("metric") not in METRICS:
         raise ValueError(f"'metric={a['metric']}' is not one of {METRICS[1:]} (or unset for Ultralytics' mAP).")

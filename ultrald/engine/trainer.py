@@ -8,8 +8,11 @@ checkpoints, export and inference never see it.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
+import tempfile
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,8 @@ import torch
 from torch import nn
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT
 from ultralytics.engine.model import Model
-from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.models.yolo.obb import OBBTrainer
+from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
+from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimpleNamespace, colorstr
 from ultralytics.utils.files import get_latest_run
@@ -30,9 +33,14 @@ from ..data.synthetic import resolve_data
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion
 from ..distill.teacher import IN_MEMORY, TeacherHead, check_teacher, first_nonfinite, load_teacher, teacher_hash
 from ..errors import NonFiniteError, ResumeError, TeacherError
+from .teacher_stage import teacher_stage
 from ..eval import Benchmark
 from ..models import resolve_model, resolve_weights
 from ..utils import ensure_offline_fonts
+
+
+TEACHER_RECORD = "teacher.json"  # in each run directory: the teacher's origin and its mAP on the val split
+TEACHER_MAP = ("mAP50-95", "mAP50")
 
 
 def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
@@ -83,6 +91,15 @@ def schedule_feature_term(trainer) -> None:
         model.dis = feature_weight(a.dis, a.dis_until, trainer.epoch, trainer.epochs)
 
 
+def teacher_provenance(record_file: Path) -> dict[str, Any]:
+    """Return what a checkpoint keeps of the run's teacher record: where the teacher came from and its val mAP."""
+    if not record_file.is_file():
+        return {}
+    r = json.loads(record_file.read_text())
+    stage = (r.get("stage") or {}).get("run")
+    return {"teacher_source": r.get("source"), "teacher_stage": stage, **{f"teacher_{k}": r[k] for k in TEACHER_MAP}}
+
+
 def distillation_args(args) -> dict[str, Any]:
     """Return ultrald's keys of `args` (settings, teacher path and hash): the provenance a checkpoint keeps."""
     return {k: getattr(args, k, None) for k in LD_DEFAULTS}
@@ -97,6 +114,8 @@ class DistillationTrainerMixin:
     """
 
     criterion_class: type = LDDetectionLoss
+    task_name: str = "detect"  # the student's task, before Ultralytics' trainer sets args.task
+    validator_class: type = DetectionValidator  # Ultralytics' own, for the teacher's check on the val split
 
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict[str, Any] | None = None, _callbacks: dict | None = None):
         """Check ultrald's keys, read and check the teacher, then build the Ultralytics trainer."""
@@ -119,8 +138,9 @@ class DistillationTrainerMixin:
                     )
         check_ld_args({**base, **(saved or {}), **overrides})
         # Before the dataset scan: a bad teacher fails in seconds and leaves no run directory behind.
-        self.teacher, self.teacher_head = self._read_teacher(teacher, expected_hash)
         ensure_offline_fonts()
+        args = {**base, **overrides}
+        self.teacher, self.teacher_head = self._read_teacher(teacher, expected_hash, None if saved else args), None
         super().__init__(base, overrides, _callbacks)  # resume replaces the args with the checkpoint's
         self.args.teacher, self.args.teacher_hash = self._teacher_arg, self._teacher_hash
         try:
@@ -144,8 +164,9 @@ class DistillationTrainerMixin:
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
 
-    def _read_teacher(self, teacher: Any, expected_hash: str | None) -> tuple[nn.Module, None]:
-        """Load the teacher (path, official name or object), record its path and hash, check it is the expected one."""
+    def _read_teacher(self, teacher: Any, expected_hash: str | None, args: dict | None) -> nn.Module:
+        """Load the teacher (path, official name, model yaml or object), first training it on the run's data when it
+        does not predict its classes (`args`, None on resume), and record its path, hash and origin."""
         if teacher is None:
             raise TeacherError("teacher= is required, e.g. teacher=runs/detect/train/weights/best.pt")
         if teacher == IN_MEMORY:
@@ -153,10 +174,19 @@ class DistillationTrainerMixin:
                 "this run's teacher was a model object in Python, which checkpoints do not store: resume with "
                 "teacher=path/to/teacher.pt, or in Python pass the same YOLO object again as teacher=."
             )
+        self.teacher_record = {"source": teacher if isinstance(teacher, (str, Path)) else IN_MEMORY, "stage": None}
         if isinstance(teacher, (nn.Module, Model)):
-            self._teacher_arg, source = IN_MEMORY, teacher
+            self._teacher_arg, source, model = IN_MEMORY, teacher, load_teacher(teacher)
         else:
-            source = resolve_weights(teacher, "teacher", TeacherError)
+            is_yaml = Path(str(teacher)).suffix in {".yaml", ".yml"}
+            source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
+            model = None if is_yaml else load_teacher(source)
+            stage = teacher_stage(source, model, args, self.task_name) if args else None
+            if stage:
+                (source, self.teacher_record["stage"]), model = stage, load_teacher(stage[0])
+                LOGGER.info(f"{colorstr('ultrald:')} stage 2/2 student: distilling from {source}")
+            elif model is None:
+                raise TeacherError(f"teacher={teacher} is a model yaml: it needs data= to be trained on first.")
             self._teacher_arg = str(source)
         self._teacher_hash = teacher_hash(source)
         if expected_hash and self._teacher_hash != expected_hash:
@@ -164,7 +194,7 @@ class DistillationTrainerMixin:
                 f"teacher={self._teacher_arg} is not the teacher this run was trained with (hash {self._teacher_hash} "
                 f"!= {expected_hash}): pass the original teacher, or start a new run to change it."
             )
-        return load_teacher(source), None
+        return model
 
     def _remove_unused_run(self) -> None:
         """Remove the run directory of a run that failed before writing anything, so run names do not skip ahead."""
@@ -181,12 +211,38 @@ class DistillationTrainerMixin:
                 "multi-GPU training needs teacher= as a checkpoint path: each DDP worker loads the teacher itself."
             )
         try:
+            if RANK == -1:  # once per run: not again in each DDP worker
+                self.check_teacher_on_val()
             return super().train()
         except Exception:
             self._remove_unused_run()
             raise
         finally:
             self._release_teacher()
+
+    def check_teacher_on_val(self) -> None:
+        """Validate the teacher once on the val split before the first epoch: log its mAP, keep it in the run's
+        teacher.json (and so in the checkpoints' provenance), and stop when it has learned nothing to distil (mAP50
+        below `teacher_min_map`). A resumed run keeps the record it has."""
+        a, record_file = self.args, Path(self.save_dir) / TEACHER_RECORD
+        if record_file.is_file() and json.loads(record_file.read_text()).get("teacher_hash") == a.teacher_hash:
+            return
+        device = a.device[0] if isinstance(a.device, (list, tuple)) else str(a.device).split(",")[0]
+        batch = a.batch if isinstance(a.batch, int) and a.batch > 0 else 16
+        args = dict(data=a.data, imgsz=a.imgsz, batch=batch, device=device, workers=a.workers, task=a.task)
+        with tempfile.TemporaryDirectory() as tmp:  # the validator's plots and files are not the run's
+            validator = self.validator_class(save_dir=Path(tmp), args={**args, "plots": False, "verbose": False})
+            stats = validator(model=deepcopy(self.teacher))  # Ultralytics' validation fuses what it is given
+        map50_95, map50 = (float(stats[f"metrics/{m}(B)"]) for m in ("mAP50-95", "mAP50"))
+        LOGGER.info(f"{colorstr('ultrald:')} teacher on the val split: mAP50-95 {map50_95:.4f}, mAP50 {map50:.4f}")
+        if map50 < a.teacher_min_map:
+            raise TeacherError(
+                f"teacher {a.teacher} scores mAP50 {map50:.4f} on the val split of {a.data}, below "
+                f"teacher_min_map={a.teacher_min_map}: it has learned nothing to distil. Train it longer "
+                "(teacher_epochs=), check the data, or pass teacher_min_map=0 to distil anyway."
+            )
+        record = {**self.teacher_record, "teacher": a.teacher, "teacher_hash": a.teacher_hash}
+        record_file.write_text(json.dumps({**record, "mAP50-95": map50_95, "mAP50": map50}, indent=2, default=str))
 
     def _release_teacher(self) -> None:
         """Remove the teacher's hooks and drop every reference to it, so its memory is freed when training ends."""
@@ -274,10 +330,11 @@ class DistillationTrainerMixin:
         """
         super().final_eval()
         if RANK in {-1, 0}:
+            teacher = teacher_provenance(Path(self.save_dir) / TEACHER_RECORD)
             for f in (self.last, self.best):
                 if f.is_file():
                     ckpt = torch_load(f, map_location="cpu")
-                    ckpt["train_args"] = {**ckpt.get("train_args", {}), **distillation_args(self.args)}
+                    ckpt["train_args"] = {**ckpt.get("train_args", {}), **distillation_args(self.args), **teacher}
                     torch.save(ckpt, f)
 
 
@@ -299,6 +356,8 @@ class LDOBBTrainer(DistillationTrainerMixin, OBBTrainer):
     """
 
     criterion_class = LDOBBLoss
+    task_name = "obb"
+    validator_class = OBBValidator
 
 
 def trainer_for(task: str) -> type:

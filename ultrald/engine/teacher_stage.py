@@ -1,0 +1,153 @@
+"""The teacher stage: a teacher trained on the run's own data before distilling, as an ordinary Ultralytics run.
+
+A checkpoint trained on other classes (an official COCO model such as `yolov8x.pt`, a user's own) is fine-tuned on
+`data=`; a model yaml (`yolov8x.yaml`) is trained from scratch. The stage is Ultralytics' own trainer, for
+`teacher_epochs` epochs, with the student's data, image size, batch, device and every other training setting the
+student run changed from Ultralytics' defaults (seed 0, so every seed of `yolo-ld compare` shares one teacher). It
+runs in `<project>/teacher-<key>`, `key` hashing what determines it (the teacher's file, the data's content, the
+settings): a second run with the same inputs reuses it at once, an interrupted one resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
+from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
+from torch import nn
+from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
+
+from ..distill.teacher import file_hash, head_task
+from ..errors import ResumeError, TeacherError
+from ..models import resolve_model
+
+STAMP = "ultrald-teacher.json"  # written when a stage finishes: what it was trained from
+VERSION = 1  # bump when what a stage inherits changes, so older stages are not reused
+# The student run's own keys, which the teacher stage does not inherit (Ultralytics' FI keys belong to the student).
+STUDENT_ONLY = {
+    "model", "name", "project", "exist_ok", "resume", "seed", "epochs", "pretrained", "freeze", "time", "save_period",
+    "distill_model", "dis", "mode", "task", "cfg", "save_dir", "data",
+}  # fmt: skip
+
+
+def split_images(data: Mapping, split: str) -> list[Path]:
+    """Return the image files of a split of a checked data dict: folders searched recursively, *.txt lists read."""
+    entries = data.get(split) or []
+    files = []
+    for entry in [entries] if isinstance(entries, (str, Path)) else entries:
+        p = Path(entry)
+        if p.is_dir():
+            files += [f for f in p.rglob("*.*") if f.suffix[1:].lower() in IMG_FORMATS]
+        elif p.is_file():  # a list of image paths, relative to the dataset root as Ultralytics reads it
+            root = Path(data.get("path") or p.parent)
+            lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
+            files += [Path(x) if Path(x).is_absolute() else root / x.removeprefix("./") for x in lines]
+    return sorted(files)
+
+
+def data_digest(data: Mapping) -> str:
+    """Return a hash of a dataset's content: class names, and per split each image's name and size and its labels."""
+    h = hashlib.sha256(json.dumps(dict(data["names"]), sort_keys=True).encode())
+    for split in ("train", "val"):
+        images = split_images(data, split)
+        for image, label in zip(images, img2label_paths([str(f) for f in images])):
+            h.update(f"{split}/{image.name}:{image.stat().st_size if image.exists() else -1}\0".encode())
+            h.update(Path(label).read_bytes() if Path(label).is_file() else b"-")
+    return h.hexdigest()
+
+
+def inherited_settings(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the Ultralytics training settings of the student run that the teacher stage takes over: each key the
+    run set to other than Ultralytics' default, less the student's own (model, name, epochs, seed, ...)."""
+    return {
+        k: v
+        for k, v in args.items()
+        if k in DEFAULT_CFG_DICT and k not in STUDENT_ONLY and v != DEFAULT_CFG_DICT[k] and v is not None
+    }
+
+
+def stage_reason(teacher: nn.Module | None, names: Mapping[int, str], task: str) -> str | None:
+    """Return why a teacher (a loaded checkpoint's model, None for a yaml) needs a stage on `task` data with class
+    `names` ("trained from scratch", "fine-tuned ..."), or None when it already predicts those classes in that order.
+    A teacher of another task gets no stage: the pair check then names the mismatch."""
+    if teacher is None:
+        return "trained from scratch"
+    t_names = list(dict(getattr(teacher, "names", {})).values())
+    if t_names == [names[i] for i in sorted(names)] or head_task(teacher) != task:
+        return None
+    shown = t_names if len(t_names) <= 6 else [*t_names[:5], f"... {len(t_names)} classes"]
+    return f"fine-tuned from {shown} to the data's {len(names)} classes"
+
+
+def teacher_stage(
+    teacher: str | Path, model: nn.Module | None, args: Mapping[str, Any], task: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """Return (the stage's best.pt, its record) when `teacher` must first learn the data's classes, training it on
+    `args["data"]` once (later calls with the same inputs reuse it); None when it can distil as it is.
+
+    Args:
+        teacher (str | Path): A checkpoint (a local file) or a model yaml.
+        model (nn.Module | None): The checkpoint's model, None for a yaml.
+        args (Mapping): The student run's full settings (Ultralytics' and ultrald's keys; `data` a yaml).
+        task (str): The student's task, 'detect' or 'obb'.
+    """
+    if args.get("data") is None:
+        return None  # Ultralytics' own default dataset: nothing to compare the classes with yet
+    from ..data.synthetic import resolve_data
+
+    data_yaml = resolve_data(args["data"])
+    data = check_det_dataset(str(data_yaml))
+    reason = stage_reason(model, data["names"], task)
+    if reason is None:
+        return None
+    if LOCAL_RANK != -1:  # a torchrun worker: every process would train its own teacher
+        raise TeacherError(
+            f"teacher={teacher} must first be {reason} on data=, which multi-node (torchrun) runs cannot do: run the "
+            "same command on one machine first (its teacher stage is reused by key) or pass the teacher's best.pt."
+        )
+    source = Path(resolve_model(str(teacher)))
+    settings = inherited_settings(args)
+    epochs = args.get("teacher_epochs") or args["epochs"]
+    key = hashlib.sha256(
+        json.dumps(
+            [VERSION, file_hash(source), data_digest(data), epochs, settings], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()[:12]
+    project = SimpleNamespace(project=args.get("project"), name=f"teacher-{key}", task=task, mode="train")
+    run = get_save_dir(SimpleNamespace(**vars(project), exist_ok=True))
+    record = {"key": key, "source": str(teacher), "reason": reason, "epochs": epochs, "run": str(run)}
+    best, stamp = run / "weights" / "best.pt", run / STAMP
+    if best.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        LOGGER.info(f"{colorstr('ultrald:')} stage 1/2 teacher: reusing {best} ({teacher} {reason}, key {key})")
+        return best, {**record, "reused": True}
+    LOGGER.info(
+        f"{colorstr('ultrald:')} stage 1/2 teacher: {teacher} {reason} on {data_yaml} for {epochs} epochs in {run}"
+    )
+    train_stage(source, run, {**settings, "data": str(data_yaml), "epochs": epochs})
+    if not best.is_file():
+        raise TeacherError(f"the teacher stage in {run} ended without a best.pt; see its log above.")
+    stamp.write_text(json.dumps({**record, "settings": settings}, indent=2, default=str))
+    return best, {**record, "reused": False}
+
+
+def train_stage(source: Path, run: Path, settings: dict[str, Any]) -> None:
+    """Train the teacher with Ultralytics' own trainer in `run`, resuming its last.pt when an earlier stage stopped."""
+    from ultralytics import YOLO
+
+    from .trainer import resume_checkpoint
+
+    last = run / "weights" / "last.pt"
+    try:
+        resumable = last.is_file() and bool(resume_checkpoint(last))
+    except ResumeError:  # a finished (stripped) or unreadable last.pt: train the stage again
+        resumable = False
+    if resumable:
+        LOGGER.info(f"{colorstr('ultrald:')} resuming the interrupted teacher stage {last}")
+        YOLO(str(last)).train(resume=True)
+    else:
+        YOLO(str(source)).train(**settings, project=str(run.parent), name=run.name, exist_ok=True, seed=0)
