@@ -144,7 +144,7 @@ def run_one(spec: dict) -> dict:
     from ultralytics.utils.torch_utils import get_flops
 
     from ultrald import trainer_for
-    from ultrald.demo import read_results
+    from ultrald.compare import read_results
 
     if spec["trainer"] == "val":  # a given teacher: evaluate it on the bench's val split
         from ultralytics import YOLO

@@ -23,6 +23,7 @@ from .eval import Benchmark
 # What a user's mistake raises: printed as one line (exit 2) unless ULTRALD_TRACEBACK=1 or --traceback is given.
 USER_ERRORS = (UltraldError, SyntaxError, ValueError, TypeError, FileNotFoundError)
 
+COMPARE_SEEDS = "0,1,2"  # yolo-ld compare's default seeds: a gain needs a spread to be judged
 CONVERTERS = ("coco", "voc", "dota", "yolo")  # 'yolo-ld convert NAME': ultrald.data.NAME.cli
 
 USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOLO.
@@ -34,7 +35,8 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld val model=best.pt data=coco.yaml metric=coco     (metric=coco|voc|dota: the benchmark's own protocol)
     yolo-ld convert coco|voc|dota|yolo ...   import a dataset into Ultralytics' format ('yolo-ld convert voc -h')
     yolo-ld data shapes            generate the embedded synthetic dataset and print its yaml
-    yolo-ld demo [epochs=12 ...]   distil a student on the synthetic shapes and compare it with plain training
+    yolo-ld compare model=... teacher=... data=... seeds=0,1,2   plain vs distilled student on your data
+    yolo-ld demo [epochs=12 ...]   compare on the embedded synthetic shapes (the shapes recipe)
     yolo-ld cfg                    print every key with its default (Ultralytics' and ultrald's)
     yolo-ld help | version
     yolo-ld --traceback ...        show the full traceback of an error (or set ULTRALD_TRACEBACK=1)
@@ -70,9 +72,10 @@ def check_keys(valid: dict, overrides: dict) -> None:
 
 
 def parse_args(args: list[str]) -> tuple[str | None, dict[str, Any]]:
-    """Parse `yolo-ld` arguments into (mode, overrides), checking every key against Ultralytics' and ultrald's."""
+    """Parse `yolo-ld` arguments into (mode, overrides), checking every key against Ultralytics' and ultrald's (and
+    `seeds` for compare)."""
     defaults = ld_cfg()
-    valid = {**defaults, **dict.fromkeys((*TASKS, *MODES))}
+    valid = {**defaults, **dict.fromkeys((*TASKS, *MODES, "compare")), "seeds": COMPARE_SEEDS}
     mode, overrides = None, {}
     for a in merge_equals_args(args):
         a = a.removeprefix("--").rstrip(",")
@@ -82,7 +85,7 @@ def parse_args(args: list[str]) -> tuple[str | None, dict[str, Any]]:
                 overrides = {**recipe(v), **overrides}
             else:
                 overrides[k] = v
-        elif a in MODES:
+        elif a in MODES or a == "compare":
             mode = a
         elif a in TASKS:
             overrides["task"] = a
@@ -92,15 +95,17 @@ def parse_args(args: list[str]) -> tuple[str | None, dict[str, Any]]:
             check_keys(valid, {a: ""})
             raise SyntaxError(f"'{a}' needs a value, i.e. '{a}={defaults.get(a)}'")
     check_keys(valid, overrides)
+    if "seeds" in overrides and mode != "compare":
+        raise SyntaxError("'seeds' is a key of 'yolo-ld compare' only; 'train' takes one seed=.")
     return mode, overrides
 
 
-def run(mode: str, overrides: dict[str, Any]) -> Any:
-    """Run `mode` ('train', 'val', 'predict', 'export', ...) on the model named in `overrides`."""
+def student(mode: str, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Return (the YOLO model named by `model=`, the other overrides): a finished checkpoint refused for resume, an
+    official name fetched as `yolo` does, and for training the embedded shapes when `data=` is missing."""
     from ultralytics import YOLO
 
-    from .data.synthetic import resolve_data
-    from .engine.trainer import resume_checkpoint, trainer_for
+    from .engine.trainer import resume_checkpoint
     from .models import resolve_model, resolve_weights
     from .utils import ensure_offline_fonts
 
@@ -113,20 +118,33 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
         raise SyntaxError(f"'model' is required, e.g. 'yolo-ld {mode} model=yolov8s.yaml ...'")
     if str(model).endswith(".pt"):
         model = str(resolve_weights(model, "model"))
-    task = overrides.pop("task", None)
-    yolo = YOLO(resolve_model(model), task=task)
-    if mode == "train":  # the trainer resolves 'shapes' after checking the teacher
-        if overrides.get("data") is None and not overrides.get("resume"):
-            overrides["data"] = "shapes-obb" if yolo.task == "obb" else "shapes"
-            LOGGER.warning(f"'data' is missing, using the embedded synthetic dataset 'data={overrides['data']}'.")
+    yolo = YOLO(resolve_model(model), task=overrides.pop("task", None))
+    if mode in {"train", "compare"} and overrides.get("data") is None and not overrides.get("resume"):
+        overrides["data"] = "shapes-obb" if yolo.task == "obb" else "shapes"  # the trainer resolves it after the teacher
+        LOGGER.warning(f"'data' is missing, using the embedded synthetic dataset 'data={overrides['data']}'.")
+    return yolo, overrides
+
+
+def run(mode: str, overrides: dict[str, Any]) -> Any:
+    """Run `mode` ('train', 'compare', 'val', 'predict', 'export', ...) on the model named in `overrides`."""
+    from .data.synthetic import resolve_data
+    from .engine.trainer import trainer_for
+
+    yolo, overrides = student(mode, overrides)
+    if mode == "train":
         return yolo.train(trainer=trainer_for(yolo.task), **overrides)
+    if mode == "compare":
+        from .compare import compare
+
+        seeds = overrides.pop("seeds", COMPARE_SEEDS)
+        return compare(yolo.ckpt_path or yolo.cfg, yolo.task, overrides, seeds)
     if "data" in overrides:
         overrides["data"] = resolve_data(overrides["data"])
     metric = overrides.pop("metric", None)
     if mode == "val" and metric:  # the benchmark's own protocol: pycocotools, VOC07/area AP, DOTA devkit
         return Benchmark(metric).validator.val(yolo, **overrides)
     if mode in {"predict", "track"} and "source" not in overrides:
-        raise SyntaxError(f"'source' is required, e.g. 'yolo-ld {mode} model={model} source=images/'")
+        raise SyntaxError(f"'source' is required, e.g. 'yolo-ld {mode} model={overrides.get('model')} source=images/'")
     return getattr(yolo, mode)(**overrides)
 
 
