@@ -89,30 +89,3 @@ def test_recipes_hold_only_valid_keys(name):
 def test_unknown_recipe_is_a_one_line_error(capsys):
     assert entrypoint(["train", "cfg=nope", "model=yolov8n.yaml"]) == 2
     assert "cfg='nope' is neither a recipe" in capsys.readouterr().err
-
-
-def test_shapes_recipe_is_the_benchmark_setup():
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parent.parent / "bench" / "bench.py")
-    bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
-    spec.loader.exec_module(bench)
-    _, o = parse_args(["train", "cfg=shapes"])
-    setup = bench.Setup()
-    assert o["model"] == setup.student_model
-    for k in ("epochs", "batch", "optimizer", "lr0", "warmup_epochs", "nbs"):
-        assert o[k] == getattr(setup, k), k
-    assert o["imgsz"] == bench.BENCH_DATA["shapes"]["imgsz"]  # each dataset has its own side
-
-
-def test_demo_trains_with_the_shapes_recipe():
-    """The demo's runs take their training settings from the one shapes recipe, the benchmark's."""
-    from ultrald import demo
-    from ultrald.cfg import recipe
-
-    args = demo.run_args("yolov8-w0625.yaml", Path("data.yaml"), "x", 3, demo.DemoConfig(batch=8), teacher="t.pt")
-    shapes = recipe("shapes")
-    for k in ("optimizer", "lr0", "warmup_epochs", "imgsz"):
-        assert args[k] == shapes[k], k
-    assert (args["epochs"], args["batch"], args["nbs"], args["teacher"]) == (3, 8, 8, "t.pt")

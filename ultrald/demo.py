@@ -27,6 +27,7 @@ class DemoConfig:
     student_model: str = "yolov8-w0625.yaml"  # half the teacher; the bench pairs w25 and w125 at its larger budget
     epochs: int = 12  # student epochs
     teacher_epochs: int = 24
+    teacher_min_map: float = 0.01  # the teacher's check on the val split (0: never stop)
     n_train: int = 600
     n_val: int = 200
     imgsz: int = SHAPES["imgsz"]
@@ -54,7 +55,8 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
 
     overrides = {k: v for k, v in SHAPES.items() if k not in {"model", "data"}}
     overrides.update(
-        teacher=resolve_model(cfg.teacher_model), teacher_epochs=cfg.teacher_epochs, data=str(shapes_data(cfg)),
+        teacher=resolve_model(cfg.teacher_model), teacher_epochs=cfg.teacher_epochs, teacher_min_map=cfg.teacher_min_map,
+        data=str(shapes_data(cfg)),
         epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, nbs=cfg.batch, device=cfg.device, plots=False,
         project=str(Path(cfg.project).resolve().parent), name=Path(cfg.project).name,
     )  # fmt: skip
