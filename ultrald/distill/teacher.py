@@ -118,26 +118,29 @@ def load_teacher(teacher: str | Path | nn.Module | Model, device: torch.device |
     return model
 
 
+def check_classes(teacher: nn.Module, task: str, names: dict[int, str]) -> None:
+    """Raise TeacherError if `teacher` does not predict `task` and the classes `names` (count, names and order)."""
+    t_task, t_names, nc = head_task(teacher), dict(getattr(teacher, "names", {})), head_of(teacher).nc
+    if t_task != task:
+        raise TeacherError(f"teacher task '{t_task}' does not match student task '{task}'. Use a {task} teacher.")
+    if nc != len(names):
+        raise TeacherError(f"teacher has {nc} classes, student has {len(names)}: they must predict the same classes.")
+    if [t_names.get(i) for i in range(nc)] != [names.get(i) for i in range(len(names))]:
+        raise TeacherError(
+            f"teacher class names {list(t_names.values())} differ from the student's {list(names.values())} "
+            "(order matters): train the teacher on the same dataset yaml, or pass it as a checkpoint file and "
+            "ultrald fine-tunes it on data= first."
+        )
+
+
 def check_teacher(teacher: nn.Module, student: nn.Module, args: SimpleNamespace) -> None:
     """Raise TeacherError if `teacher` cannot distil into `student` under `args`.
 
     Checks task, classes (count, names and order), input channels and strides. Any pair of heads (DFL or reg_max=1,
     dense or end-to-end) can distil: `ultrald.distill.edges` maps the teacher's edges onto the student's form.
     """
+    check_classes(teacher, head_task(student), dict(student.names))
     t_head, s_head = head_of(teacher), head_of(student)
-    t_task, s_task = head_task(teacher), head_task(student)
-    if t_task != s_task:
-        raise TeacherError(f"teacher task '{t_task}' does not match student task '{s_task}'. Use a {s_task} teacher.")
-    t_names, s_names = dict(getattr(teacher, "names", {})), dict(student.names)
-    if t_head.nc != s_head.nc:
-        raise TeacherError(
-            f"teacher has {t_head.nc} classes, student has {s_head.nc}: they must predict the same classes."
-        )
-    if [t_names.get(i) for i in range(t_head.nc)] != [s_names.get(i) for i in range(s_head.nc)]:
-        raise TeacherError(
-            f"teacher class names {list(t_names.values())} differ from the student's {list(s_names.values())} "
-            "(order matters): train the teacher on the same dataset yaml."
-        )
     t_ch, s_ch = teacher.yaml.get("channels", 3), student.yaml.get("channels", 3)
     if t_ch != s_ch:
         raise TeacherError(f"teacher takes {t_ch} input channels, student takes {s_ch}.")

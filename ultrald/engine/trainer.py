@@ -31,7 +31,15 @@ from ultralytics.utils.torch_utils import unwrap_model
 from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
 from ..data.synthetic import resolve_data
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion
-from ..distill.teacher import IN_MEMORY, TeacherHead, check_teacher, first_nonfinite, load_teacher, teacher_hash
+from ..distill.teacher import (
+    IN_MEMORY,
+    TeacherHead,
+    check_classes,
+    check_teacher,
+    first_nonfinite,
+    load_teacher,
+    teacher_hash,
+)
 from ..errors import NonFiniteError, ResumeError, TeacherError
 from .teacher_stage import teacher_stage
 from ..eval import Benchmark
@@ -212,6 +220,7 @@ class DistillationTrainerMixin:
             )
         try:
             if RANK == -1:  # once per run: not again in each DDP worker
+                check_classes(self.teacher, self.args.task, self.data["names"])  # before scoring it on those classes
                 self.check_teacher_on_val()
             return super().train()
         except Exception:
