@@ -4,17 +4,18 @@ pattern of `yolo-ld convert FORMAT`, and a cached generator for synthetic datase
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
-from ultralytics.data.utils import img2label_paths
+from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 from ultralytics.utils import LOGGER, TQDM, YAML
 
 STAMP = "ultrald.json"  # what a synthetic dataset was generated from: its cache key
@@ -44,7 +45,7 @@ def image_size(file: str | Path) -> tuple[int, int] | None:
     try:
         with Image.open(file) as im:
             return im.size
-    except OSError:
+    except (OSError, ImportError):  # ImportError: Ultralytics' Image.open patch wants pi-heif for what PIL can't read
         return None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
@@ -93,18 +94,32 @@ def write_sample(src: Path, dst: Path, lines: list[str], copy: bool, counts: Cou
     counts.update(images=1, boxes=len(lines), background=not lines)
 
 
-def summarize(what: str, counts: Counter, problems: Problems, excluded: str) -> dict[str, int]:
-    """Log a one-line summary of a detection split's conversion; return its counts with the problems'. `excluded`
-    names the boxes kept out of the labels on purpose (crowd, difficult): evaluation reads them."""
-    c, skipped = Counter(counts), ", ".join(f"{v} {k}" for k, v in problems.counts.items())
+BOX_NOTES = {"clipped": "clipped to the image", "dropped": "dropped (nothing left after clipping, or not a box)"}
+
+
+def summarize(
+    what: str,
+    counts: Counter,
+    problems: Problems | None,
+    excluded: str | None = None,
+    notes: Mapping[str, str] = BOX_NOTES,
+) -> dict[str, int]:
+    """Log a one-line summary of a detection split's conversion; return its counts with the problems' ('skipped
+    <kind>'). `excluded` names the boxes kept out of the labels on purpose (crowd, difficult): evaluation reads them;
+    `notes` maps further counts to the words the line follows them with."""
+    c, kinds = Counter(counts), problems.counts if problems else {}
+    skipped = ", ".join(f"{v} {k}" for k, v in kinds.items())
+    parts = [f"{c[k]} {v}" for k, v in notes.items()]
+    if excluded:
+        why = "kept out of the labels (evaluation reads them from the original annotations)"
+        parts.insert(0, f"{c[excluded]} {excluded} {why}")
     LOGGER.info(
-        f"ultrald: {what}: {c['images']} images ({c['background']} background), {c['boxes']} boxes; "
-        f"{c[excluded]} {excluded} kept out of the labels (evaluation reads them from the original annotations), "
-        f"{c['clipped']} clipped to the image, {c['dropped']} dropped (nothing left after clipping, or not a box)"
+        f"ultrald: {what}: {c['images']} images ({c['background']} background), {c['boxes']} boxes"
+        + (f"; {', '.join(parts)}" if parts else "")
         + (f"; skipped: {skipped}" if skipped else "")
         + (f" ({c['boxes of skipped images']} boxes of skipped images)" if c["boxes of skipped images"] else "")
     )
-    return {**counts, **{f"skipped {k}": v for k, v in problems.counts.items()}}
+    return {**counts, **{f"skipped {k}": v for k, v in kinds.items()}}
 
 
 def check_dir(source: Path, out: Path, what: str) -> None:
@@ -115,15 +130,68 @@ def check_dir(source: Path, out: Path, what: str) -> None:
         raise ValueError(f"out_dir '{out}' lies inside the {what} '{source}'; choose another folder.")
 
 
-def write_data_yaml(root: Path, names, splits: Mapping[str, str | None], header="", what="", **extra) -> Path:
-    """Write `root/data.yaml`: path, the split folders, names (a sequence or index -> name), then `extra`, leaving out
-    keys whose value is None; log 'ultrald: <what> written to <yaml>' when `what` names the dataset; return its path."""
+def write_data_yaml(
+    root: Path, names, splits: Mapping[str, str | None], header="", what="", to: Path | None = None, **extra
+) -> Path:
+    """Write `root/data.yaml` (or the file `to`): path (root), the split folders, names (a sequence or index -> name),
+    then `extra`, leaving out keys whose value is None; log 'ultrald: <what> written to <yaml>' when `what` names the
+    dataset; return its path."""
     names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
     data = {"path": str(Path(root).resolve()), **splits, "names": names, **extra}
-    YAML.save(file := Path(root) / "data.yaml", {k: v for k, v in data.items() if v is not None}, header=header)
+    file = Path(to or Path(root) / "data.yaml")
+    YAML.save(file, {k: v for k, v in data.items() if v is not None}, header=header)
     if what:
         LOGGER.info(f"ultrald: {what} written to {file}")
     return file
+
+
+def list_files(folder: Path, formats: Iterable[str] = IMG_FORMATS) -> list[Path]:
+    """Return the files under `folder` with an extension in `formats` (lower case, no dot; default: the images
+    Ultralytics reads), sub-folders included and hidden ones (editor, VCS) not, sorted by path: the same list
+    whatever order the filesystem lists them in."""
+    formats = set(formats)
+    files = (f for f in Path(folder).rglob("*") if f.suffix[1:].lower() in formats and f.is_file())
+    return sorted(f for f in files if not any(p.startswith(".") for p in f.relative_to(folder).parts))
+
+
+def load_names(names: str | Path | Sequence[str] | None) -> list[str] | None:
+    """Return class names from a sequence or a names file (one per line, as classes.txt and obj.names hold them:
+    line i is class i); None stays None. Raises FileNotFoundError for a missing file, ValueError for no names, an
+    empty name (it would shift the classes after it) or a repeated one."""
+    if names is None:
+        return None
+    where = "the class names"
+    if isinstance(names, (str, Path)):
+        if not Path(names).is_file():
+            raise FileNotFoundError(f"names file '{names}' does not exist.")
+        where, names = f"names file '{names}'", Path(names).read_text(encoding="utf-8-sig").rstrip().splitlines()
+    names = [str(n).strip() for n in names]
+    if not names:
+        raise ValueError(f"{where}: no names.")
+    if "" in names:
+        raise ValueError(f"{where}: name {names.index('') + 1} is empty.")
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"{where}: {repeated} appear more than once.")
+    return names
+
+
+def names_arg(value: str | None) -> Path | list[str] | None:
+    """Return a `--names` value as a names file (an existing file, or a .txt/.names path) or a comma-separated list."""
+    if value is None:
+        return None
+    file = Path(value)
+    return file if file.is_file() or ("," not in value and file.suffix in {".txt", ".names"}) else value.split(",")
+
+
+def val_split(keys: Iterable[str], val: float, seed: int = 0) -> set[str]:
+    """Return the keys (image names) of a val split of fraction `val`: round(val * n) of the n keys (at least 1 and
+    at most n - 1 when val > 0 and n > 1), those first in the order of sha256(seed, key). The split depends on the
+    keys and the seed only, not on their order, and adding an image moves at most one other between the splits."""
+    if not 0 <= val < 1:
+        raise ValueError(f"val fraction {val} is not in [0, 1).")
+    keys = sorted(set(keys), key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest())
+    k = min(max(round(val * len(keys)), 1), len(keys) - 1) if val > 0 else 0
+    return set(keys[:k])
 
 
 def make_cli(name: str, convert: Callable, arguments: Mapping[str, str | dict], description: str) -> Callable:

@@ -1,26 +1,51 @@
-"""PASCAL VOC (VOCdevkit XML + ImageSets) -> Ultralytics detection dataset that keeps what VOC evaluation needs.
+"""PASCAL VOC XMLs -> Ultralytics detection dataset: the VOCdevkit benchmark, or any folder of VOC XMLs.
 
     yolo-ld convert voc VOCdevkit voc-yolo --sets 2007:trainval,2012:trainval --test 2007:test
+    yolo-ld convert voc my-xmls my-yolo [--names a,b,c | --names names.txt] [--val 0.2] [--seed 0]
 
-writes `voc-yolo/{images,labels}/{train,test}/VOC<year>/<id>.*` and `data.yaml` (val = test = the `--test` sets), the
-20 classes in their standard order. `difficult` objects stay out of the labels; `metric=voc` re-reads each image's XML
-under `voc_root` and ignores them. Ultralytics has no importable VOC converter (its VOC.yaml script drops difficult
-objects from the test labels too).
+The layout picks the mode. A VOCdevkit (VOC20xx/ folders with ImageSets/Main, or a folder holding VOCdevkit/) is the
+benchmark: it writes `voc-yolo/{images,labels}/{train,test}/VOC<year>/<id>.*` and `data.yaml` (val = test = the
+`--test` sets), the 20 classes in their standard order. `difficult` objects stay out of the labels; `metric=voc`
+re-reads each image's XML under `voc_root` and ignores them. Ultralytics has no importable VOC converter (its VOC.yaml
+script drops difficult objects from the test labels too).
 
 Boxes: VOC's 1-based inclusive corners (xmin, ymin, xmax, ymax) cover [xmin - 1, xmax] x [ymin - 1, ymax] in
 continuous pixels, the convention of labels and evaluation here; the IoU of two such boxes is the devkit's IoU with
-its +1 widths."""
+its +1 widths.
+
+Any other folder is a folder of VOC XMLs (labelImg, CVAT): XMLs beside their images, or Annotations/ + JPEGImages/,
+any class names, any image format Ultralytics reads. It writes `my-yolo/{images,labels}/{train,val}/<stem>.*` and
+`data.yaml`, the classes in the order of `--names`, else sorted. The split is ImageSets/Main/train.txt + val.txt
+(+ test.txt) when both exist, else `--val` of the images by a hash of name and `--seed`. Difficult objects stay in the
+labels and are counted: without `voc_root`, `metric=voc` evaluates on these labels. What is wrong in the input is
+counted in the summary (datasets/coco-voc.md lists each count)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from ultralytics.utils import LOGGER
 
-from .common import Problems, box_label, check_dir, image_size, make_cli, summarize, write_data_yaml, write_sample
+from .common import (
+    BOX_NOTES,
+    Problems,
+    box_label,
+    check_dir,
+    image_size,
+    list_files,
+    load_names,
+    make_cli,
+    names_arg,
+    reset_split,
+    summarize,
+    val_split,
+    write_data_yaml,
+    write_sample,
+)
 
 VOC_CLASSES = tuple(
     "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant "  # noqa: SIM905
@@ -33,6 +58,18 @@ YAML_HEADER = """\
 #   sets:     split -> the YEAR:SET image sets it holds
 #   summary:  what the conversion wrote, clipped, dropped and skipped
 """
+FOLDER_HEADER = """\
+# Written by 'yolo-ld convert voc' from a folder of VOC XMLs. Ultralytics reads path/train/val/test/names.
+# Difficult objects are in the labels (summary: difficult). With no voc_root, 'metric=voc' evaluates on these labels.
+#   summary: what the conversion wrote, clipped, dropped, counted and skipped
+"""
+FOLDER_NOTES = {
+    **BOX_NOTES,
+    "difficult": "difficult kept in the labels",
+    "size read from image": "sizes read from the image (no <size> in the XML)",
+    "no xml": "images without an XML kept as background",
+}
+SPLITS = ("train", "val", "test")
 
 
 class VOCObject(NamedTuple):
@@ -110,7 +147,9 @@ def convert_sets(voc_root: Path, specs: tuple[str, ...], out_dir: Path, split: s
                 write_sample(image, out_dir / "images" / split / f"VOC{year}" / image.name, lines, copy, n)
     counts = summarize(f"VOC {split} from {','.join(specs)}", n, problems, "difficult")
     if not n["images"]:
-        raise ValueError(f"none of the images of {list(specs)} under '{voc_root}' could be converted.")
+        own = problems.counts["unknown class"]
+        hint = " For own classes convert the VOC<year> folder itself (a folder of XMLs)." if own else ""
+        raise ValueError(f"none of the images of {list(specs)} under '{voc_root}' could be converted.{hint}")
     return counts
 
 
@@ -143,19 +182,180 @@ def convert_voc(
     return write_data_yaml(out_dir, VOC_CLASSES, folders, YAML_HEADER, "VOC dataset", **extra)
 
 
+def is_devkit(root: Path) -> bool:
+    """Return whether `root` is a VOCdevkit: VOC20xx folders with ImageSets/Main in it or in its VOCdevkit/ folder."""
+    return any((d / "ImageSets" / "Main").is_dir() for base in (root, root / "VOCdevkit") for d in base.glob("VOC2*"))
+
+
+class FolderSample(NamedTuple):
+    """An image of a folder of XMLs: its file, its XML and objects (None without one), its (width, height)."""
+
+    image: Path
+    xml: Path | None
+    objects: list[VOCObject] | None
+    wh: tuple[int, int]
+
+
+def index_folder(source: Path, problems: Problems) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Return (stem -> image, stem -> XML) under `source`, or under its JPEGImages/ and Annotations/ where they exist.
+    Of the files that share a stem (a.jpg and a.png; a.xml in two sub-folders) the first by path is kept and the
+    others are skipped as 'duplicate': their YOLO labels would share one file name."""
+    images, xmls = (source / sub if (source / sub).is_dir() else source for sub in ("JPEGImages", "Annotations"))
+    found = []
+    for files in list_files(images), list_files(xmls, ["xml"]):
+        kept = {}
+        for f in files:
+            if (first := kept.setdefault(f.stem, f)) != f:
+                problems("duplicate", f"'{f}' has the stem of '{first}', skipped (both would be '{f.stem}' in YOLO)")
+        found.append(kept)
+    return found[0], found[1]
+
+
+def read_folder(images: dict[str, Path], xmls: dict[str, Path], problems: Problems, n: Counter) -> dict:
+    """Parse the XML of each image; return stem -> FolderSample of the usable images, counting the rest."""
+    samples = {}
+    for stem in sorted(images.keys() | xmls.keys()):
+        image, xml = images.get(stem), xmls.get(stem)
+        if image is None:
+            problems("missing image", f"'{xml}' has no image '{stem}.*' (beside it, or in JPEGImages/), skipped")
+        elif (size := image_size(image)) is None:
+            problems("unreadable image", f"'{image}' cannot be read as an image, skipped")
+        elif xml is None:
+            n["no xml"] += 1  # a background image, as labelImg leaves one without boxes
+            samples[stem] = FolderSample(image, None, None, size)
+        else:
+            try:
+                wh, objects = parse_voc_xml(xml)
+            except ValueError as e:
+                problems("malformed xml", f"{e} Image skipped.")
+                continue
+            n["size read from image"] += wh is None
+            samples[stem] = FolderSample(image, xml, objects, wh or size)
+    return samples
+
+
+def folder_labels(samples: dict, names: list[str], problems: Problems, n: Counter) -> dict[str, list[str]]:
+    """Return stem -> YOLO label lines; objects of a class not in `names` are skipped as 'unknown class'."""
+    cls_of, labels = {c: i for i, c in enumerate(names)}, {}
+    for stem, s in samples.items():
+        labels[stem] = []
+        for o in s.objects or ():
+            if o.name not in cls_of:
+                problems("unknown class", f"'{s.xml}': object '{o.name}' is not one of the names, skipped")
+            else:
+                n["difficult"] += o.difficult  # kept: nothing here re-reads the XML to ignore it
+                if line := box_label(cls_of[o.name], o.box, *s.wh, n):
+                    labels[stem].append(line)
+    return labels
+
+
+def read_image_sets(sets: Path) -> dict[str, str]:
+    """Return image id -> split of the image sets `sets`/{train,val,test}.txt (an id in two: the first)."""
+    split_of = {}
+    for split in SPLITS:
+        if (file := sets / f"{split}.txt").is_file():
+            for line in file.read_text().splitlines():
+                if line.split():
+                    split_of.setdefault(line.split()[0], split)
+    return split_of
+
+
+def folder_splits(source: Path, stems: list[str], val: float, seed: int, problems: Problems) -> dict[str, list[str]]:
+    """Return split -> stems: by ImageSets/Main/{train,val,test}.txt when train.txt and val.txt exist (images in none
+    are skipped as 'not in an image set'), else `val` of them as val, chosen by `val_split`."""
+    sets = source / "ImageSets" / "Main"
+    if not ((sets / "train.txt").is_file() and (sets / "val.txt").is_file()):
+        chosen = val_split(stems, val, seed)
+        return {"train": [s for s in stems if s not in chosen], "val": [s for s in stems if s in chosen]}
+    LOGGER.info(f"ultrald: split by the image sets in '{sets}' (the val fraction and seed are not used)")
+    split_of, splits = read_image_sets(sets), {split: [] for split in SPLITS}
+    for stem in stems:
+        if stem in split_of:
+            splits[split_of[stem]].append(stem)
+        else:
+            problems("not in an image set", f"'{stem}' is in none of '{sets}/{{train,val,test}}.txt', skipped")
+    return splits
+
+
+def convert_voc_folder(
+    source: str | Path,
+    out_dir: str | Path,
+    names: Sequence[str] | str | Path | None = None,
+    val: float = 0.2,
+    seed: int = 0,
+    copy: bool = False,
+) -> Path:
+    """Convert a folder of VOC XMLs with any classes (XMLs beside the images, or Annotations/ + JPEGImages/) into an
+    Ultralytics dataset; return its yaml. `names` (a sequence, or a file of one name per line) orders the classes and
+    skips objects of others; without, the sorted names found. The split is ImageSets/Main/{train,val}.txt when they
+    exist, else `val` of the images (by name and `seed`: see `val_split`). `copy` copies instead of symlinking."""
+    source, out_dir = Path(source).resolve(), Path(out_dir).resolve()
+    check_dir(source, out_dir, "VOC folder")
+    names, problems = load_names(names), Problems()
+    n = Counter(dict.fromkeys(["images", "background", "boxes", *FOLDER_NOTES], 0))
+    images, xmls = index_folder(source, problems)
+    samples = read_folder(images, xmls, problems, n)
+    if not any(s.xml for s in samples.values()):
+        raise ValueError(
+            f"no image under '{source}' has a VOC annotation ({len(images)} images, {len(xmls)} XMLs found, "
+            f"{sum(problems.counts.values())} skipped); XMLs go beside their images, or in Annotations/ + JPEGImages/."
+        )
+    if not (names := names or sorted({o.name for s in samples.values() for o in s.objects or ()})):
+        raise ValueError(f"the XMLs under '{source}' hold no objects; name the classes (names=, --names).")
+    labels = folder_labels(samples, names, problems, n)
+    splits = {k: v for k, v in folder_splits(source, sorted(samples), val, seed, problems).items() if v}
+    if "train" not in splits:
+        raise ValueError(f"no image under '{source}' is in the train split ({dict(problems.counts)} skipped).")
+    for split, stems in splits.items():
+        folder = reset_split(out_dir, split)[0]
+        for stem in stems:
+            write_sample(samples[stem].image, folder / samples[stem].image.name, labels[stem], copy, n)
+        n[f"{split} images"] = len(stems)
+    if "val" not in splits:
+        LOGGER.warning("ultrald: no image in the val split, so val is the train split.")
+    summary = summarize(f"VOC folder {source}", n, problems, notes=FOLDER_NOTES)
+    folders = {s: f"images/{s}" if s in splits else None for s in SPLITS}
+    folders["val"] = folders["val"] or folders["train"]
+    what = f"VOC folder dataset ({len(names)} classes)"
+    return write_data_yaml(out_dir, names, folders, FOLDER_HEADER, what, summary=summary)
+
+
 def _sets(s: str) -> tuple[str, ...]:
     """Return the comma-separated YEAR:SET list `s` as a tuple (empty for '')."""
     return tuple(x for x in s.split(",") if x.strip())
 
 
+DEVKIT_SETS, DEVKIT_TEST = "2007:trainval,2012:trainval", "2007:test"
+
+
+def convert(a) -> Path:
+    """Run `yolo-ld convert voc` on parsed arguments: the devkit or the folder mode, by the layout of `a.source`."""
+    source, given = Path(a.source), lambda *opts: [o for o in opts if getattr(a, o) is not None]
+    if is_devkit(source):
+        if wrong := given("names", "val", "seed"):
+            raise ValueError(f"--{'/--'.join(wrong)}: '{source}' is a VOCdevkit: its 20 classes and splits are fixed.")
+        sets, test = DEVKIT_SETS if a.sets is None else a.sets, DEVKIT_TEST if a.test is None else a.test
+        return convert_voc(source, a.out, _sets(sets), _sets(test), a.copy)
+    if wrong := given("sets", "test"):
+        raise ValueError(
+            f"--{'/--'.join(wrong)}: '{source}' is no VOCdevkit (no VOC20xx/ImageSets/Main), so it is read as a folder "
+            "of XMLs; choose its split with --val/--seed or ImageSets/Main/{train,val}.txt."
+        )
+    val, seed = 0.2 if a.val is None else a.val, a.seed or 0
+    return convert_voc_folder(source, a.out, names_arg(a.names), val, seed, a.copy)
+
+
 cli = make_cli(
     "voc",
-    lambda a: convert_voc(a.voc_root, a.out, _sets(a.sets), _sets(a.test), a.copy),
+    convert,
     {
-        "voc_root": "the VOCdevkit folder (holding VOC2007/, VOC2012/)",
+        "source": "a VOCdevkit folder (holding VOC2007/, VOC2012/), or a folder of VOC XMLs and their images",
         "out": "output folder (images/, labels/, data.yaml)",
-        "--sets": {"default": "2007:trainval,2012:trainval", "help": "training image sets, YEAR:SET,..."},
-        "--test": {"default": "2007:test", "help": "evaluation image sets, YEAR:SET,... ('' for none)"},
+        "--sets": f"VOCdevkit: training image sets, YEAR:SET,... (default {DEVKIT_SETS})",
+        "--test": f"VOCdevkit: evaluation image sets, YEAR:SET,... ('' for none; default {DEVKIT_TEST})",
+        "--names": "folder of XMLs: the classes in order, a,b,c or a file of one per line (default: sorted, as found)",
+        "--val": {"type": float, "help": "folder of XMLs: fraction of the images for val (default 0.2)"},
+        "--seed": {"type": int, "help": "folder of XMLs: seed of the val split (default 0)"},
         "--copy": {"action": "store_true", "help": "copy the images instead of symlinking them"},
     },
     __doc__,
