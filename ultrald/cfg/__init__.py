@@ -9,10 +9,11 @@ from typing import Any
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, cfg2dict
 from ultralytics.utils import YAML
 
-from ..distill.criterion import MAIN_WEIGHTS
-from ..distill.edges import BOX_TYPES
-from ..distill.losses import ALD_TYPES
+from ..distill.criterion import KD_REGIONS, MAIN_WEIGHTS
+from ..distill.edges import BOX_FORMS
+from ..distill.losses import ANGLE_FORMS, KD_FORMS
 from ..eval import Benchmark
+from ..registry import Registry
 
 LD_CFG_PATH = Path(__file__).parent / "default.yaml"
 LD_DEFAULTS: dict[str, Any] = YAML.load(LD_CFG_PATH)
@@ -21,9 +22,7 @@ RECIPES = tuple(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
 
 _WEIGHTS = ("ld", "kd", "vlr_ld", "vlr_kd", "ald", "dis", "ld_box", "ld_o2o")
 _TEMPERATURES = ("ld_temp", "kd_temp")
-KD_TYPES = ("binary", "softmax")
-KD_REGIONS = ("main", "all")
-METRICS = (None, *(b.value for b in Benchmark))  # metric=: a benchmark's own protocol, or Ultralytics' mAP
+METRICS = Registry("metric", **{b.value: b for b in Benchmark})  # a benchmark's own protocol; unset: Ultralytics' mAP
 
 
 def recipe(name: str | Path) -> dict[str, Any]:
@@ -51,45 +50,47 @@ def ld_cfg(cfg: str | Path | dict | SimpleNamespace = DEFAULT_CFG) -> dict[str, 
     return merged
 
 
-def check_ld_args(args: dict | SimpleNamespace) -> None:
-    """Check ultrald's keys in `args` (types and ranges), raising TypeError/ValueError that name the key and value.
+# ultrald's numeric keys: key -> (the allowed values, what the error says after "'key=value' ")
+_NONNEGATIVE = (lambda v: v >= 0, "is negative; distillation weights must be >= 0 (0 turns the term off).")
+_FRACTION = "must lie in [0, 1]"
+RANGES = {
+    **dict.fromkeys(_WEIGHTS, _NONNEGATIVE),
+    **dict.fromkeys(_TEMPERATURES, (lambda v: v > 0, "must be > 0; the paper uses ld_temp=10, kd_temp=2.")),
+    "vlr_alpha": (lambda v: 0 <= v < 1, "must lie in [0, 1); the paper uses 0.25."),
+    "vlr_scale": (lambda v: v > 0, "must be > 0 (virtual anchor side in strides)."),
+    "dis_until": (lambda v: 0 <= v <= 1, f"{_FRACTION}: a fraction of the epochs (0: constant dis)."),
+    "teacher_min_map": (lambda v: 0 <= v <= 1, f"{_FRACTION}: the teacher's mAP50 below which the run stops."),
+}
+# ultrald's keys with named values: key -> the registry that implements them
+CHOICES = {
+    "kd_type": KD_FORMS,
+    "kd_region": KD_REGIONS,
+    "main_weight": MAIN_WEIGHTS,
+    "ld_box_type": BOX_FORMS,
+    "ald_type": ANGLE_FORMS,
+    "metric": METRICS,
+}
 
-    Ultralytics type-checks only its own keys, so ours are checked here.
-    """
+
+def check_ld_args(args: dict | SimpleNamespace) -> None:
+    """Check ultrald's keys in `args` against `RANGES` and `CHOICES`, raising TypeError/ValueError that name the key
+    and value. Ultralytics type-checks only its own keys, so ours are checked here."""
     a = args if isinstance(args, dict) else vars(args)
-    for k in (*_WEIGHTS, *_TEMPERATURES, "vlr_alpha", "vlr_scale", "dis_until"):
+    for k, (ok, why) in RANGES.items():
         v = a.get(k, LD_DEFAULTS[k])
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"'{k}={v}' is of type {type(v).__name__}, expected a number, e.g. '{k}={LD_DEFAULTS[k]}'.")
-    for k in _WEIGHTS:
-        if a.get(k, 0) < 0:
-            raise ValueError(f"'{k}={a[k]}' is negative; distillation weights must be >= 0 (0 turns the term off).")
-    for k in _TEMPERATURES:
-        if a.get(k, 1) <= 0:
-            raise ValueError(f"'{k}={a[k]}' must be > 0; the paper uses ld_temp=10, kd_temp=2.")
-    if not 0 <= a.get("vlr_alpha", 0.25) < 1:
-        raise ValueError(f"'vlr_alpha={a['vlr_alpha']}' must lie in [0, 1); the paper uses 0.25.")
-    if not 0 <= a.get("dis_until", 0) <= 1:
-        raise ValueError(
-            f"'dis_until={a['dis_until']}' must lie in [0, 1]: a fraction of the epochs (0: constant dis)."
-        )
-    if a.get("vlr_scale", 1) <= 0:
-        raise ValueError(f"'vlr_scale={a['vlr_scale']}' must be > 0 (virtual anchor side in strides).")
+        if not ok(v):
+            raise ValueError(f"'{k}={v}' {why}")
+    for k, registry in CHOICES.items():
+        v = a.get(k, LD_DEFAULTS[k])
+        if v is None and k == "metric":
+            continue  # unset: Ultralytics' own mAP
+        try:
+            registry[v]
+        except (KeyError, TypeError):  # TypeError: an unhashable value, e.g. a list
+            raise ValueError(f"'{k}={v}' is not one of {tuple(registry)}.") from None
     if not isinstance(a.get("vlr", True), bool):
         raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
-    if a.get("kd_type", "binary") not in KD_TYPES:
-        raise ValueError(f"'kd_type={a['kd_type']}' is not one of {KD_TYPES}.")
-    if a.get("kd_region", "main") not in KD_REGIONS:
-        raise ValueError(f"'kd_region={a['kd_region']}' is not one of {KD_REGIONS}.")
-    if a.get("main_weight", "target") not in MAIN_WEIGHTS:
-        raise ValueError(f"'main_weight={a['main_weight']}' is not one of {tuple(MAIN_WEIGHTS)}.")
-    if a.get("ld_box_type", BOX_TYPES[0]) not in BOX_TYPES:
-        raise ValueError(f"'ld_box_type={a['ld_box_type']}' is not one of {BOX_TYPES}.")
-    if a.get("ald_type", "sin2") not in ALD_TYPES:
-        raise ValueError(f"'ald_type={a['ald_type']}' is not one of {ALD_TYPES}.")
     if (e := a.get("teacher_epochs")) is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
         raise ValueError(f"'teacher_epochs={e}' must be a whole number >= 1 (or unset: the student's epochs).")
-    if (m := a.get("teacher_min_map", 0)) is None or isinstance(m, bool) or not 0 <= m <= 1:
-        raise ValueError(f"'teacher_min_map={m}' must lie in [0, 1]: the teacher's mAP50 below which the run stops.")
-    if a.get("metric") not in METRICS:
-        raise ValueError(f"'metric={a['metric']}' is not one of {METRICS[1:]} (or unset for Ultralytics' mAP).")

@@ -14,6 +14,7 @@ from ultralytics.utils.loss import E2ELoss, v8DetectionLoss, v8OBBLoss
 from ultralytics.utils.tal import make_anchors
 
 from ..errors import NonFiniteError
+from ..registry import Registry
 from .edges import box_distill, edge_target, expected_edges, kl_to_target
 from .losses import angle_distill, class_kd, kl_distill
 from .regions import hbb_overlaps, obb_overlaps, vlr_weights
@@ -57,11 +58,23 @@ def teacher_score_weight(preds: dict, teacher: dict, assigned: Assignment) -> to
     return teacher["scores"].float().sigmoid().amax(1) * assigned.fg_mask
 
 
-# main_weight= -> the per-positive weight of the main-region terms, which are normalised by its sum
-MAIN_WEIGHTS = {"target": target_weight, "student": student_score_weight, "teacher": teacher_score_weight}
-# the floor of that sum: 1 for target scores, as Ultralytics clamps them for DFL; the score weights give a true
-# weighted mean, which early in training (scores ~0.01) a floor of 1 would shrink a hundredfold
-WEIGHT_FLOORS = {"target": 1.0, "student": 1e-6, "teacher": 1e-6}
+class MainWeight(NamedTuple):
+    """A `main_weight=` form: each positive's weight in the main-region terms, and the floor of their sum."""
+
+    weight: Callable[[dict, dict, Assignment], torch.Tensor]  # (preds, teacher, assigned) -> (B, A)
+    # 1 for target scores, as Ultralytics clamps them for DFL; the score weights give a true weighted mean, which early
+    # in training (scores ~0.01) a floor of 1 would shrink a hundredfold
+    floor: float
+
+
+MAIN_WEIGHTS = Registry(
+    "main_weight",
+    target=MainWeight(target_weight, 1.0),
+    student=MainWeight(student_score_weight, 1e-6),
+    teacher=MainWeight(teacher_score_weight, 1e-6),
+)
+# kd_region= -> whether KD runs on every grid point (normalised like the cls loss) or on the main region only
+KD_REGIONS = Registry("kd_region", all=True, main=False)
 
 
 def nonfinite(named: dict[str, torch.Tensor]) -> list[str]:
@@ -165,7 +178,7 @@ class DistillationLoss:
     @property
     def kd_dense(self) -> bool:
         """Whether KD runs on every grid point (normalised like Ultralytics' cls loss) rather than the main region."""
-        return self.hyp.kd > 0 and self.hyp.kd_region == "all" and self.dense_kd
+        return self.hyp.kd > 0 and KD_REGIONS[self.hyp.kd_region] and self.dense_kd
 
     def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
         """Return the weighted distillation terms of one batch, in the order of `names`.
@@ -174,13 +187,14 @@ class DistillationLoss:
         target-score sum, as Ultralytics' cls loss is.
         """
         h = self.hyp
-        w_main = MAIN_WEIGHTS[h.main_weight](preds, teacher, assigned)  # (B, A), zero off the positives
+        main = MAIN_WEIGHTS[h.main_weight]
+        w_main = main.weight(preds, teacher, assigned)  # (B, A), zero off the positives
         use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
         with record_function("ultrald VLR region"):
             w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
         rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of main region + VLR
         terms = torch.stack(self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows]))
-        norm = normalizer(w_main.sum(), WEIGHT_FLOORS[h.main_weight]).expand(len(terms)).clone()
+        norm = normalizer(w_main.sum(), main.floor).expand(len(terms)).clone()
         if self.kd_dense:
             norm[self.names.index("kd_loss")] = normalizer(assigned.target_scores.sum())
         return terms / norm

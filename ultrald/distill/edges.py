@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-BOX_TYPES = ("l1", "iou", "l1+iou")
+from ..registry import Registry
 
 
 def expected_edges(logits: torch.Tensor) -> torch.Tensor:
@@ -92,6 +92,25 @@ def ltrb_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tenso
     return inter / (area_a + area_b - inter + eps)
 
 
+def l1_edges(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Mean |s - t| over the 4 ltrb edges (..., 4) -> (...,)."""
+    return (s - t).abs().mean(-1)
+
+
+def iou_edges(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """1 - IoU of the two boxes with ltrb edges (..., 4) from one point -> (...,)."""
+    return 1 - ltrb_iou(s, t)
+
+
+def l1_iou_edges(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The sum of both: the pair Ultralytics trains reg_max=1 boxes with (an L1 and an IoU term)."""
+    return l1_edges(s, t) + iou_edges(s, t)
+
+
+BOX_FORMS = Registry("ld_box_type", **{"l1": l1_edges, "iou": iou_edges, "l1+iou": l1_iou_edges})
+BOX_TYPES = tuple(BOX_FORMS)
+
+
 def box_distill(student: torch.Tensor, teacher: torch.Tensor, kind: str = "l1+iou") -> torch.Tensor:
     """Return a box-level localization distillation loss per row (...,) between ltrb edges (..., 4).
 
@@ -101,18 +120,13 @@ def box_distill(student: torch.Tensor, teacher: torch.Tensor, kind: str = "l1+io
     Args:
         student (torch.Tensor): Student ltrb distances (..., 4), stride units.
         teacher (torch.Tensor): Teacher ltrb distances (..., 4); no gradient flows into them.
-        kind (str): One of `BOX_TYPES`: 'l1' (mean |s - t| over the 4 edges), 'iou' (1 - IoU) or 'l1+iou' (sum).
+        kind (str): One of `BOX_FORMS`: 'l1' (mean |s - t| over the 4 edges), 'iou' (1 - IoU) or 'l1+iou' (sum);
+            another kind raises KeyError.
 
     Returns:
         (torch.Tensor): Loss per row (...,), zero where the edges agree.
     """
-    s, t = student.float(), teacher.detach().float()
-    loss = torch.zeros(s.shape[:-1], device=s.device)
-    if kind in ("l1", "l1+iou"):
-        loss = loss + (s - t).abs().mean(-1)
-    if kind in ("iou", "l1+iou"):
-        loss = loss + 1 - ltrb_iou(s, t)
-    return loss
+    return BOX_FORMS[kind](student.float(), teacher.detach().float())
 
 
 def edge_target(teacher: torch.Tensor, reg_max: int) -> torch.Tensor | None:

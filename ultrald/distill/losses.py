@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..registry import Registry
+
 
 def kl_distill(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Return KL(softmax(t/T) || softmax(s/T)) * T^2 averaged over the last dim, the LD/KD loss of Zheng et al.
@@ -47,12 +49,27 @@ def binary_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) 
     return kl.sum(-1) * temperature**2
 
 
+KD_FORMS = Registry("kd_type", binary=binary_kd, softmax=kl_distill)  # YOLO's sigmoid head; the paper's softmax
+
+
 def class_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str = "binary") -> torch.Tensor:
-    """Return classification KD per row (...,) in the `kind` form: 'binary' (per-class sigmoid) or 'softmax'."""
-    return (binary_kd if kind == "binary" else kl_distill)(student, teacher, temperature)
+    """Return classification KD per row (...,) in the `kind` form (`KD_FORMS`): 'binary' (per-class sigmoid) or
+    'softmax'; another kind raises KeyError."""
+    return KD_FORMS[kind](student, teacher, temperature)
 
 
-ALD_TYPES = ("sin2", "l1")
+def sin2_angle(d: torch.Tensor) -> torch.Tensor:
+    """sin^2 of an angle difference: smooth, gradient sin(2 d)."""
+    return d.sin().pow(2)
+
+
+def l1_angle(d: torch.Tensor) -> torch.Tensor:
+    """|d| with the angle difference wrapped to [-pi/2, pi/2): its gradient keeps its size up to a quarter turn."""
+    return (d - math.pi * torch.round(d / math.pi)).abs()
+
+
+ANGLE_FORMS = Registry("ald_type", sin2=sin2_angle, l1=l1_angle)
+ALD_TYPES = tuple(ANGLE_FORMS)
 
 
 def angle_distill(student: torch.Tensor, teacher: torch.Tensor, kind: str = "sin2") -> torch.Tensor:
@@ -65,12 +82,9 @@ def angle_distill(student: torch.Tensor, teacher: torch.Tensor, kind: str = "sin
     Args:
         student (torch.Tensor): Student angles (...,).
         teacher (torch.Tensor): Teacher angles (...,); no gradient flows into them.
-        kind (str): 'sin2' or 'l1'.
+        kind (str): One of `ANGLE_FORMS`, 'sin2' or 'l1'; another kind raises KeyError.
 
     Returns:
         (torch.Tensor): Loss per element (...,), zero where the angles agree modulo pi.
     """
-    d = student.float() - teacher.detach().float()
-    if kind == "sin2":
-        return d.sin().pow(2)
-    return (d - math.pi * torch.round(d / math.pi)).abs()
+    return ANGLE_FORMS[kind](student.float() - teacher.detach().float())

@@ -1,0 +1,59 @@
+"""Every named option is one registry entry: the config check accepts exactly the registered values, and every
+function handed an unknown one raises KeyError naming the key, instead of falling through to another form."""
+
+import pytest
+import torch
+
+from ultrald.cfg import CHOICES, LD_DEFAULTS, check_ld_args
+from ultrald.distill.criterion import KD_REGIONS, MAIN_WEIGHTS
+from ultrald.distill.edges import BOX_FORMS, box_distill
+from ultrald.distill.losses import ANGLE_FORMS, KD_FORMS, angle_distill, class_kd
+from ultrald.registry import Registry
+
+
+def test_registry_names_key_and_allowed_values():
+    r = Registry("kd_type", binary=1, softmax=2)
+    assert r["softmax"] == 2
+    with pytest.raises(KeyError, match=r"'kd_type=l2' is not one of \('binary', 'softmax'\)"):
+        r["l2"]
+
+
+@pytest.mark.parametrize(
+    "call, key",
+    [
+        (lambda: class_kd(torch.zeros(2, 3), torch.zeros(2, 3), 1.0, "sigmoid"), "kd_type"),
+        (lambda: angle_distill(torch.zeros(2), torch.zeros(2), "l2"), "ald_type"),
+        (lambda: box_distill(torch.ones(2, 4), torch.ones(2, 4), "giou"), "ld_box_type"),
+    ],
+)
+def test_functions_refuse_an_unknown_form(call, key):
+    with pytest.raises(KeyError, match=f"'{key}="):
+        call()
+
+
+def test_each_registered_form_is_what_the_function_computes():
+    s, t = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[1.0, 0.0, -1.0]])
+    for kind, fn in KD_FORMS.items():
+        assert torch.equal(class_kd(s, t, 2.0, kind), fn(s, t, 2.0))
+    assert not torch.allclose(class_kd(s, t, 2.0, "binary"), class_kd(s, t, 2.0, "softmax"))
+    d = torch.tensor([0.3, 3.0])  # 3.0 rad wraps to 3 - pi for 'l1'
+    assert torch.allclose(angle_distill(d, torch.zeros(2), "sin2"), d.sin() ** 2)
+    assert torch.allclose(angle_distill(d, torch.zeros(2), "l1"), torch.tensor([0.3, torch.pi - 3.0]))
+    a, b = torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.tensor([[1.0, 1.0, 3.0, 1.0]])  # 2x2 box vs 4x2 box
+    assert torch.allclose(box_distill(a, b, "l1"), torch.tensor([0.5]))
+    assert torch.allclose(box_distill(a, b, "iou"), torch.tensor([0.5]), atol=1e-6)
+    assert torch.allclose(box_distill(a, b, "l1+iou"), torch.tensor([1.0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("key", list(CHOICES))
+def test_config_accepts_exactly_the_registered_values(key):
+    for value in CHOICES[key]:
+        check_ld_args({**LD_DEFAULTS, key: value})
+    with pytest.raises(ValueError, match=f"'{key}=nope' is not one of"):
+        check_ld_args({**LD_DEFAULTS, key: "nope"})
+
+
+def test_the_check_reads_the_registries_the_criterion_uses():
+    assert CHOICES["main_weight"] is MAIN_WEIGHTS and CHOICES["kd_region"] is KD_REGIONS
+    assert CHOICES["kd_type"] is KD_FORMS and CHOICES["ald_type"] is ANGLE_FORMS and CHOICES["ld_box_type"] is BOX_FORMS
+    assert MAIN_WEIGHTS["target"].floor == 1.0 and all(MAIN_WEIGHTS[k].floor < 1e-3 for k in ("student", "teacher"))
