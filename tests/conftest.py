@@ -20,6 +20,9 @@ torch.set_num_threads(1)
 IMGSZ = 64
 # tiny runs: no 100-iteration warmup, and an optimizer step every batch (nbs=64 would accumulate 8 batches of 8)
 FAST = dict(warmup_epochs=0, optimizer="AdamW", lr0=0.003, nbs=8)
+# ultrald runs stop when the teacher's val mAP50 is below teacher_min_map; the tiny teachers here (64 px, a few epochs)
+# score 0, and the tests are about the wiring, not the teacher's quality: distil from them anyway
+ANY_TEACHER = dict(teacher_min_map=0)
 
 
 def tiny_yaml(path: Path, width: float = 0.125, base: str = "v8/yolov8.yaml", **extra) -> Path:
@@ -64,8 +67,25 @@ def student_yaml(tmp_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def untrained_teacher_pt(tmp_root, shapes_yaml) -> Path:
+    """A checkpoint of the teacher's architecture with the synthetic data's classes, untrained (seconds to make): for
+    quick tests that need a valid teacher file, not a good one. `teacher_pt` trains; only slow tests may ask for it."""
+    from helpers import save_checkpoint
+    from ultralytics.nn.tasks import DetectionModel
+
+    names = yaml.safe_load(Path(shapes_yaml).read_text())["names"]
+    with torch.random.fork_rng():  # seeded, without moving the other tests' random stream
+        torch.manual_seed(0)
+        model = DetectionModel(
+            str(tiny_yaml(tmp_root / "untrained-v8.yaml", width=0.125)), nc=len(names), verbose=False
+        )
+    model.names = names
+    return save_checkpoint(model, tmp_root / "untrained-teacher.pt")
+
+
+@pytest.fixture(scope="session")
 def teacher_pt(tmp_root, shapes_yaml) -> Path:
-    """A tiny teacher trained for a few epochs with plain Ultralytics on the synthetic data."""
+    """A tiny teacher trained for a few epochs with plain Ultralytics on the synthetic data (slow tests only)."""
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     trainer = DetectionTrainer(
@@ -86,3 +106,19 @@ def teacher_pt(tmp_root, shapes_yaml) -> Path:
     )
     trainer.train()
     return trainer.best
+
+
+# Fixtures that train a model: a test asking for one (directly or through another fixture) trains, so it must carry
+# the `slow` mark; the quick tier (`pytest -m "not slow"`) stays free of training by construction.
+TRAINING_FIXTURES = {"teacher_pt", "distilled", "plain", "obb_setup", "tiny_teacher"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse to run a test that uses a training fixture without the `slow` mark."""
+    unmarked = [
+        f"{item.nodeid} ({', '.join(sorted(TRAINING_FIXTURES & set(item.fixturenames)))})"
+        for item in items
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests that train must be marked @pytest.mark.slow:\n  " + "\n  ".join(unmarked))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import FAST, IMGSZ, tiny_yaml
+from conftest import ANY_TEACHER, FAST, IMGSZ, tiny_yaml
+from helpers import read_results
 
 from ultrald.data.coco import convert_coco
 from ultrald.eval.coco import COCO_KEYS, coco_detections, coco_evaluate, load_ground_truth
@@ -265,9 +266,7 @@ def oracle(cls: type) -> type:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A synthetic COCO set (shapes as a json) converted by the CLI; a teacher trained on it by plain Ultralytics."""
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
+    """A synthetic COCO set (shapes as a json) converted by the CLI: (root, data.yaml, the shapes data.yaml)."""
     from ultrald.cli import entrypoint
     from ultrald.data.shapes import ShapesConfig, generate
 
@@ -291,9 +290,18 @@ def tiny(tmp_path_factory):
         )
         == 0
     )
-    teacher = DetectionTrainer(overrides=train_args(root, "teacher", root / "coco/data.yaml", width=0.125, epochs=2))
+    return root, root / "coco/data.yaml", shapes
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tiny):
+    """A teacher trained on the converted set by plain Ultralytics (slow tests only)."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    root, data_yaml, _ = tiny
+    teacher = DetectionTrainer(overrides=train_args(root, "teacher", data_yaml, width=0.125, epochs=2))
     teacher.train()
-    return root, root / "coco/data.yaml", shapes, teacher.best
+    return teacher.best
 
 
 def train_args(root, name, data, width=0.0625, **kw):
@@ -315,7 +323,7 @@ def train_args(root, name, data, width=0.0625, **kw):
 
 
 def test_converted_layout_keeps_sub_folders_and_ids(tiny):
-    root, data_yaml, _, _ = tiny
+    root, data_yaml, _ = tiny
     data = yaml.safe_load(data_yaml.read_text())
     assert data["category_ids"] == CATEGORY_IDS and len(data["names"]) == 3
     ids = json.loads((root / "coco/image_ids.json").read_text())
@@ -329,28 +337,28 @@ def test_validator_maps_perfect_predictions_to_ap_1(tiny):
 
     from ultrald.eval.coco import Validator
 
-    root, data_yaml, shapes, teacher = tiny
+    root, data_yaml, shapes = tiny
+    model = YOLO(str(tiny_yaml(root / "untrained.yaml", nc=3)))  # untrained: the oracle replaces its boxes
     for name, data in ("json", data_yaml), ("labels", shapes):  # converted: the original json; plain: the labels
         args = {"data": str(data), "imgsz": IMGSZ, "batch": 8, "plots": False, "project": str(root / "runs")}
-        v = oracle(Validator).run(YOLO(str(teacher)), **args, name=name, exist_ok=True)
+        v = oracle(Validator).run(model, **args, name=name, exist_ok=True)
         assert v.results["AP"] == v.results["AP50"] == 1.0, name
         assert v.args.max_det == 100  # COCO's detections per image
     assert {d["image_id"] for d in v.detections} == set(range(8))  # plain: image ids are positions
 
 
-def test_trainer_keeps_best_pt_by_coco_ap(tiny):
-    """Ultralytics' trainer with the COCO Validator keeps the epoch of the best COCO AP, not of its own mAP.
+@pytest.mark.slow
+def test_trainer_keeps_best_pt_by_coco_ap(tiny, tiny_teacher, monkeypatch):
+    """`metric=coco` on ultrald's trainer: the registry's COCO validator runs every epoch and best.pt is the epoch of
+    the best COCO AP, not of Ultralytics' own mAP.
 
     Both epochs predict the labels exactly, so Ultralytics' mAP50-95 ties (and on a tie it keeps the first epoch);
     the first validation hands pycocotools boxes moved 3 px, so only COCO AP prefers the second epoch.
     """
-    import csv
+    from ultrald import LDTrainer
+    from ultrald.eval import Benchmark, coco
 
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
-    from ultrald.eval.coco import Validator
-
-    class FirstMoved(oracle(Validator)):
+    class FirstMoved(oracle(coco.Validator)):
         calls = 0
 
         def evaluate(self):
@@ -360,31 +368,31 @@ def test_trainer_keeps_best_pt_by_coco_ap(tiny):
                     r["boxes"] = r["boxes"] + np.array([3, 0, 3, 0])
             return super().evaluate()
 
-    class COCOFitnessTrainer(DetectionTrainer):
-        def get_validator(self):  # the wiring of metric=coco: Ultralytics' validator rebuilt as the protocol's
-            v = super().get_validator()
-            return FirstMoved(v.dataloader, save_dir=v.save_dir, args=v.args, _callbacks=v.callbacks)
-
-    root, data_yaml, _, _ = tiny
-    trainer = COCOFitnessTrainer(overrides=train_args(root, "fitness", data_yaml, epochs=2))
+    monkeypatch.setattr(coco, "Validator", FirstMoved)  # what Benchmark.COCO.validator hands the trainer
+    root, data_yaml, _ = tiny
+    overrides = train_args(root, "fitness", data_yaml, epochs=2, teacher=str(tiny_teacher), metric="coco")
+    overrides.update(ANY_TEACHER)
+    trainer = LDTrainer(overrides=overrides)
     trainer.train()
-    with open(trainer.save_dir / "results.csv") as f:
-        rows = [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    assert all(f"metrics/{k}(coco)" in rows[0] for k in COCO_KEYS)
+    assert Benchmark.COCO.validator is FirstMoved and type(trainer.validator) is FirstMoved
+    rows = read_results(trainer.save_dir)
+    assert all(f"metrics/{k}(coco)" in rows[0] for k in COCO_KEYS) and rows[1]["train/ld_loss"] > 0
     assert rows[0]["metrics/mAP50-95(B)"] == rows[1]["metrics/mAP50-95(B)"] > 0.9
     assert rows[0]["metrics/AP(coco)"] < 1.0 == rows[1]["metrics/AP(coco)"]
     assert trainer.best_fitness == 1.0
     assert torch.load(trainer.best, weights_only=False)["train_metrics"]["metrics/AP(coco)"] == 1.0
 
 
-def test_e2e_distil_then_coco_protocol(tiny):
+@pytest.mark.slow
+def test_e2e_distil_then_coco_protocol(tiny, tiny_teacher):
     from ultralytics import YOLO
 
     from ultrald import LDTrainer
     from ultrald.eval import coco
 
-    root, data_yaml, _, teacher = tiny
-    student = LDTrainer(overrides=train_args(root, "student", data_yaml, teacher=str(teacher), epochs=1))
+    root, data_yaml, _ = tiny
+    teacher = tiny_teacher
+    student = LDTrainer(overrides=train_args(root, "student", data_yaml, teacher=str(teacher), epochs=1, **ANY_TEACHER))
     student.train()
     best = student.best
 

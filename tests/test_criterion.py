@@ -206,25 +206,42 @@ def test_teacher_runs_in_the_autocast_dtype_it_is_given_and_losses_stay_float32(
     assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("weight", ["student", "teacher", "target"])
-def test_main_weight_is_a_weighted_mean_over_the_positives(student, weight):
-    """main_weight picks each positive's weight; LD is then the weighted mean of the per-positive edge KL."""
-    from ultrald.distill.losses import kl_distill
+def hand_case():
+    """One image, 3 grid points, 2 classes, 2 bins per edge (T=1): positives A and B, a negative C.
 
-    other = perturbed(student)
-    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS, "main_weight": weight, "vlr": False})
-    student.eval()
-    crit, b = LDDetectionLoss(student, other), batch()
-    preds = student(b["img"])[1]
-    _, items = crit(preds, b)
-    t = other(b["img"])
-    fg = crit.assigner.last.fg_mask
-    w = {
-        "student": preds["scores"].sigmoid().amax(1),
-        "teacher": t["scores"].sigmoid().amax(1),
-        "target": crit.assigner.last.target_scores.sum(-1),
-    }[weight][fg]
-    s_edges, t_edges = (x["boxes"].transpose(1, 2)[fg].view(-1, 4, 16) for x in (preds, t))
-    kl = kl_distill(s_edges, t_edges, LD_DEFAULTS["ld_temp"]).mean(-1)
-    norm = w.sum().clamp(min=1) if weight == "target" else w.sum()  # Ultralytics' floor for target scores only
-    torch.testing.assert_close(items["ld_loss"], LD_DEFAULTS["ld"] * (w * kl).sum() / norm, rtol=1e-5, atol=1e-7)
+    Edge logits: the student's are 0 everywhere (each edge uniform, [1/2, 1/2]); the teacher's are [0, ln 3]
+    ([1/4, 3/4]) on all 4 edges of A, on 2 edges of B and on all 4 of C. One edge's KL (averaged over its 2 bins) is
+    k = (1/4 ln(1/2) + 3/4 ln(3/2)) / 2, so the rows' KL (averaged over the 4 edges) are A: k, B: k/2, C: k.
+    Top class probabilities: student A 1/2, B 1/4, C 0.9; teacher A 1/4, B 1/2, C 0.9; target scores A 0.3, B 0.5.
+    """
+    from ultrald.distill.criterion import Assignment
+
+    logit = math.log  # sigmoid(ln(p / (1 - p))) = p
+    score = lambda p: logit(p / (1 - p))  # noqa: E731
+    s_boxes, t_boxes = torch.zeros(1, 8, 3), torch.zeros(1, 8, 3)
+    for point, edges in ((0, 4), (1, 2), (2, 4)):
+        t_boxes[0, [2 * e + 1 for e in range(edges)], point] = logit(3)  # channel = edge * reg_max + bin
+    s_scores = torch.tensor([[[score(1 / 2), score(1 / 4), score(0.9)], [-9.0, -9.0, -9.0]]])  # (1, nc, A)
+    t_scores = torch.tensor([[[-9.0, -9.0, -9.0], [score(1 / 4), score(1 / 2), score(0.9)]]])  # other class, same max
+    target = torch.tensor([[[0.3, 0.0], [0.0, 0.5], [0.0, 0.0]]])  # (1, A, nc)
+    assigned = Assignment(torch.zeros(1, 1, 4), torch.ones(1, 1, 1), target, torch.tensor([[True, True, False]]))
+    k = (0.25 * math.log(0.5) + 0.75 * math.log(1.5)) / 2
+    return {"boxes": s_boxes, "scores": s_scores}, {"boxes": t_boxes, "scores": t_scores}, assigned, k
+
+
+@pytest.mark.parametrize(
+    "weight, expected",
+    [  # sum over the positives of weight x row KL, over the sum of the weights; the negative C never counts
+        ("target", lambda k: (0.3 * k + 0.5 * k / 2) / 1.0),  # sum 0.8, floored at 1 as Ultralytics floors DFL's
+        ("student", lambda k: (0.5 * k + 0.25 * k / 2) / 0.75),  # a true weighted mean: no floor of 1
+        ("teacher", lambda k: (0.25 * k + 0.5 * k / 2) / 0.75),
+    ],
+)
+def test_main_weight_is_a_weighted_mean_over_the_positives(student, weight, expected):
+    """main_weight picks each positive's weight; LD is the weighted mean of the rows' edge KL, by hand."""
+    preds, teacher, assigned, k = hand_case()
+    hyp = dict(main_weight=weight, ld=1.0, ld_temp=1.0, kd=0.0, vlr=False)
+    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS, **hyp})
+    ld, vlr, kd = LDDetectionLoss(student, teacher_from(student)).distill(preds, teacher, assigned)
+    assert ld.item() == pytest.approx(expected(k), rel=1e-5)
+    assert vlr == kd == 0

@@ -95,7 +95,7 @@ def test_two_ranks_average_to_the_full_batch(tmp_path, student_yaml):
     assert (local[0]["ld_loss"] + local[1]["ld_loss"]) / 2 != pytest.approx(single["ld_loss"], rel=1e-3)
 
 
-def test_ddp_launch_script_round_trips(tmp_root, teacher_pt, student_yaml, shapes_yaml):
+def test_ddp_launch_script_round_trips(tmp_root, untrained_teacher_pt, student_yaml, shapes_yaml):
     """Ultralytics' generated DDP script rebuilds the LDTrainer from the pickled class and args in a new process."""
     from ultralytics.utils.dist import generate_ddp_file
 
@@ -104,7 +104,7 @@ def test_ddp_launch_script_round_trips(tmp_root, teacher_pt, student_yaml, shape
     trainer = LDTrainer(
         overrides=dict(
             model=str(student_yaml),
-            teacher=str(teacher_pt),
+            teacher=str(untrained_teacher_pt),
             data=str(shapes_yaml),
             epochs=1,
             imgsz=IMGSZ,
@@ -128,10 +128,10 @@ def test_ddp_launch_script_round_trips(tmp_root, teacher_pt, student_yaml, shape
         script.unlink(missing_ok=True)
         script.with_suffix(".pt").unlink(missing_ok=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"REBUILT ultrald.engine.trainer LDTrainer {teacher_pt} 0.7 4.0 0.0" in out.stdout
+    assert f"REBUILT ultrald.engine.trainer LDTrainer {untrained_teacher_pt} 0.7 4.0 0.0" in out.stdout
 
 
-def test_in_memory_teacher_refused_for_multi_gpu(shapes_yaml, student_yaml, teacher_pt, tmp_path):
+def test_in_memory_teacher_refused_for_multi_gpu(shapes_yaml, student_yaml, untrained_teacher_pt, tmp_path):
     from ultralytics import YOLO
 
     from ultrald import LDTrainer
@@ -139,7 +139,10 @@ def test_in_memory_teacher_refused_for_multi_gpu(shapes_yaml, student_yaml, teac
 
     trainer = LDTrainer(
         overrides=dict(
-            model=str(student_yaml), teacher=YOLO(str(teacher_pt)), data=str(shapes_yaml), project=str(tmp_path)
+            model=str(student_yaml),
+            teacher=YOLO(str(untrained_teacher_pt)),
+            data=str(shapes_yaml),
+            project=str(tmp_path),
         )
     )
     trainer.ddp = True  # what device=0,1 sets on a machine with 2 GPUs

@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 import yaml
 
 from ultrald.cfg import recipe
 from ultrald.demo import DemoConfig, run
 
 
+@pytest.mark.slow
 def test_demo_tiny(tmp_path):
     cfg = DemoConfig(
         epochs=1,

@@ -144,11 +144,23 @@ def test_parse_reports_malformed_lines_with_file_and_line(dota_root):
     assert parse_dota_txt(file.parent / "crane.txt", DOTA_CLASSES["1.5"])[0][0].name == "container-crane"
 
 
-def test_class_lists():
-    """Official order and spelling; v1.5 adds container-crane."""
-    assert V10[:3] == ("plane", "ship", "storage-tank") and len(V10) == 15 and V10[-1] == "swimming-pool"
-    assert DOTA_CLASSES["1.5"] == (*V10, "container-crane")
-    assert class_names("1.0", "ultralytics")[2] == "storage tank"
+@pytest.mark.parametrize("version, reference", [("1.0", "DOTAv1.yaml"), ("1.5", "DOTAv1.5.yaml")])
+def test_class_ids_are_those_of_ultralytics_dota_yamls(dota_root, tmp_path, version, reference):
+    """A converted set numbers the classes as Ultralytics' own DOTA yamls do, so a model trained on either set reads
+    the other's labels: names='ultralytics' writes exactly their names, DOTA's spelling the same classes in the same
+    order, and the label rows carry those ids."""
+    from ultralytics.utils import ROOT
+
+    expected = yaml.safe_load((ROOT / "cfg/datasets" / reference).read_text())["names"]
+    spaced = convert_dota(dota_root, tmp_path / "spaced", version, size=0, splits=("val",), names="ultralytics")
+    assert yaml.safe_load(spaced.read_text())["names"] == expected
+    hyphens = convert_dota(dota_root, tmp_path / "dota", version, size=0, splits=("val",))
+    assert yaml.safe_load(hyphens.read_text())["names"] == {i: n.replace(" ", "-") for i, n in expected.items()}
+    ids = {v: k for k, v in expected.items()}
+    rows = read_labels(tmp_path / "dota/labels/val/P0002.txt")  # plane, ship, small vehicle, difficult plane
+    assert sorted(c for c, _ in rows) == sorted([ids["plane"], ids["plane"], ids["ship"], ids["small vehicle"]])
+    with pytest.raises(ValueError, match="DOTA version '2.0'"):
+        class_names("2.0")
 
 
 def test_windows_and_patch_names():
@@ -469,13 +481,14 @@ def test_validator_without_patches_or_annotations(dota_root, tmp_path):
     assert v.results["mAP50"] == 1.0 and v.results["classes"]["plane"]["difficult"] == 0
 
 
+@pytest.mark.slow
 def test_trainer_metric_dota_is_the_fitness(dota_root, tmp_path, monkeypatch):
     """`metric=dota` on ultrald's trainer: the registry's DOTA validator runs every epoch and its mAP50 is the fitness.
 
     The validator predicts the labels exactly, so Ultralytics' own mAP is 1; the protocol is handed no ship
     detections, so DOTA mAP50 is 2/3 (plane 1, ship 0, small vehicle 1): a fitness of 2/3 can only come from it.
     """
-    from conftest import FAST
+    from conftest import ANY_TEACHER, FAST
     from ultralytics import YOLO
 
     from ultrald import LDOBBTrainer
@@ -493,6 +506,7 @@ def test_trainer_metric_dota_is_the_fitness(dota_root, tmp_path, monkeypatch):
     model = tiny_yaml(tmp_path / "m.yaml", 0.0625, "v8/yolov8-obb.yaml", nc=15)
     overrides = {"model": str(model), "data": str(data_yaml), "epochs": 1, "imgsz": IMGSZ, "batch": 4, "workers": 0}
     overrides.update(plots=False, project=str(tmp_path), name="train", exist_ok=True, metric="dota", **FAST)
+    overrides.update(ANY_TEACHER)
     teacher = YOLO(str(model))  # untrained: only the validator's numbers matter here
     teacher.model.names = dict(enumerate(V10))
     trainer = LDOBBTrainer(overrides={**overrides, "teacher": teacher})

@@ -135,13 +135,24 @@ def test_ltrb_iou_hand_values():
 
 
 @pytest.mark.parametrize("kind", BOX_TYPES)
-def test_box_distill_zero_at_match(kind):
+def test_box_distill_zero_at_match_positive_otherwise_and_accepted_by_the_cfg(kind):
+    """Every kind `ld_box_type` accepts is a real loss: zero where the edges agree, positive where they differ."""
+    from ultrald.cfg import LD_DEFAULTS, check_ld_args
+
     e = torch.rand(16, 4, generator=torch.Generator().manual_seed(6)) * 5 + 0.1
     assert box_distill(e, e.clone(), kind).abs().max().item() < 1e-6
+    assert box_distill(e, e.flip(-1) + 0.5, kind).min().item() > 1e-3
+    check_ld_args({**LD_DEFAULTS, "ld_box_type": kind})
+
+
+def test_unknown_box_type_is_refused_by_the_cfg():
+    from ultrald.cfg import LD_DEFAULTS, check_ld_args
+
+    with pytest.raises(ValueError, match="'ld_box_type=l2' is not one of"):
+        check_ld_args({**LD_DEFAULTS, "ld_box_type": "l2"})
 
 
 def test_box_distill_hand_values_and_no_teacher_gradient():
-    assert BOX_TYPES == ("l1", "iou", "l1+iou")
     s = torch.tensor([[1.0, 1.0, 1.0, 1.0]], requires_grad=True)
     t = torch.tensor([[2.0, 1.0, 0.5, 1.0]], requires_grad=True)
     assert box_distill(s, t, "l1").item() == pytest.approx(0.375, abs=1e-6)  # (1 + 0 + 0.5 + 0) / 4

@@ -3,8 +3,6 @@
 Each test asserts the outcome and that no existing checkpoint was overwritten with worse or non-finite weights.
 """
 
-import csv
-import hashlib
 import os
 import shutil
 import signal
@@ -14,25 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, IMGSZ
+from conftest import ANY_TEACHER, FAST, IMGSZ
+from helpers import read_results, sha256
 
 from ultrald import LDTrainer
 from ultrald.cli import entrypoint
 from ultrald.errors import NonFiniteError, ResumeError, TeacherError
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def rows(save_dir: Path) -> int:
-    with open(Path(save_dir) / "results.csv") as f:
-        return len(list(csv.DictReader(f)))
+    """The number of epochs a run has logged."""
+    return len(read_results(save_dir))
 
 
 def args(project: Path, name: str, student_yaml, shapes_yaml, teacher, **kw) -> dict:
     base = dict(model=str(student_yaml), data=str(shapes_yaml), teacher=str(teacher), epochs=2, imgsz=IMGSZ, batch=8)
-    base.update(workers=0, plots=False, project=str(project), name=name, exist_ok=True, seed=0, **FAST)
+    base.update(workers=0, plots=False, project=str(project), name=name, exist_ok=True, seed=0, **FAST, **ANY_TEACHER)
     return {**base, **kw}
 
 
@@ -59,7 +54,7 @@ def interrupted(project, name, student_yaml, shapes_yaml, teacher, **kw) -> Path
 
 
 def broken_copies(teacher_pt: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
-    """Teacher files broken in each way a user meets, with the message each must give."""
+    """Teacher files broken in each way a user meets (copies of a valid one), with the message each must give."""
     ckpt = torch.load(teacher_pt, weights_only=False)
     nan = tmp / "nan.pt"
     with torch.no_grad():
@@ -80,8 +75,8 @@ def broken_copies(teacher_pt: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("kind", ["nan", "empty", "truncated", "garbage", "state_dict"])
-def test_bad_teacher_refused_before_the_dataset_scan(tmp_path, teacher_pt, student_yaml, kind, capsys):
-    file, message = broken_copies(teacher_pt, tmp_path)[kind]
+def test_bad_teacher_refused_before_the_dataset_scan(tmp_path, untrained_teacher_pt, student_yaml, kind, capsys):
+    file, message = broken_copies(untrained_teacher_pt, tmp_path)[kind]
     project = tmp_path / "runs"
     # the dataset does not exist either: the teacher error must come first, in seconds
     overrides = args(project, "bad", student_yaml, tmp_path / "no-such-data.yaml", file)
@@ -97,8 +92,9 @@ def test_bad_teacher_refused_before_the_dataset_scan(tmp_path, teacher_pt, stude
 
 
 @pytest.mark.parametrize("key, value", [("ld", "abc"), ("vlr", "maybe"), ("kd_region", "everywhere")])
-def test_bad_values_are_one_line_errors(tmp_path, teacher_pt, student_yaml, shapes_yaml, key, value, capsys):
-    argv = ["train", f"model={student_yaml}", f"data={shapes_yaml}", f"teacher={teacher_pt}", f"{key}={value}"]
+def test_bad_values_are_one_line_errors(tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml, key, value, capsys):
+    teacher = untrained_teacher_pt
+    argv = ["train", f"model={student_yaml}", f"data={shapes_yaml}", f"teacher={teacher}", f"{key}={value}"]
     assert entrypoint([*argv, f"project={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
     assert f"'{key}={value}'" in err and len(err.splitlines()) == 1
@@ -106,27 +102,29 @@ def test_bad_values_are_one_line_errors(tmp_path, teacher_pt, student_yaml, shap
         entrypoint([*argv, f"project={tmp_path}", "--traceback"])
 
 
-def test_failed_start_removes_its_empty_run_directory(tmp_path, teacher_pt, student_yaml, shapes_yaml):
-    """A teacher of other classes is found once the student is built (after the dataset scan): the run directory
-    created by then is removed, so the next run does not get a bumped name."""
-    ckpt = torch.load(teacher_pt, weights_only=False)
-    ckpt["model"].names = {i: f"other{i}" for i in range(len(ckpt["model"].names))}
-    other = tmp_path / "other-classes.pt"
-    torch.save(ckpt, other)
+def test_failed_start_removes_its_empty_run_directory(tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml):
+    """A teacher that scores nothing on the val split is found once the dataset is scanned (the run directory exists
+    by then), before the first epoch: the run stops with one message and its directory is removed, so the next run
+    does not get a bumped name."""
+    from ultrald.cfg import LD_DEFAULTS
+
     project = tmp_path / "runs"
-    trainer = LDTrainer(overrides=args(project, "train", student_yaml, shapes_yaml, other, exist_ok=False))
-    assert Path(trainer.save_dir).is_dir()
-    with pytest.raises(TeacherError, match="class names .* differ"):
+    min_map = LD_DEFAULTS["teacher_min_map"]  # the default, which the other tests here lower to 0
+    overrides = args(project, "train", student_yaml, shapes_yaml, untrained_teacher_pt, exist_ok=False)
+    trainer = LDTrainer(overrides={**overrides, "teacher_min_map": min_map})
+    assert Path(trainer.save_dir).is_dir() and min_map > 0
+    with pytest.raises(TeacherError, match=rf"scores mAP50 0.0000 .* below teacher_min_map={min_map}: it has learned"):
         trainer.train()
     assert not Path(trainer.save_dir).exists()
     with pytest.raises(ValueError, match="metric=dota evaluates obb models"):
-        LDTrainer(overrides=args(project, "train", student_yaml, shapes_yaml, teacher_pt, metric="dota"))
+        LDTrainer(overrides=args(project, "train", student_yaml, shapes_yaml, untrained_teacher_pt, metric="dota"))
     assert not any(project.iterdir())
 
 
 # ---- resume
 
 
+@pytest.mark.slow
 def test_resume_after_moving_the_teacher(tmp_path, teacher_pt, student_yaml, shapes_yaml):
     teacher = tmp_path / "teacher.pt"
     shutil.copy(teacher_pt, teacher)
@@ -145,6 +143,7 @@ def test_resume_after_moving_the_teacher(tmp_path, teacher_pt, student_yaml, sha
     assert torch.load(resumed.best, weights_only=False)["train_args"]["teacher"] == str(moved.resolve())
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_teacher_is_refused(tmp_path, teacher_pt, student_yaml, shapes_yaml):
     last = interrupted(tmp_path / "runs", "other", student_yaml, shapes_yaml, teacher_pt)
     ckpt = torch.load(teacher_pt, weights_only=False)
@@ -156,6 +155,7 @@ def test_resume_with_a_different_teacher_is_refused(tmp_path, teacher_pt, studen
         LDTrainer(overrides=dict(resume=str(last), teacher=str(other)))
 
 
+@pytest.mark.slow
 def test_resume_from_another_directory_with_a_relative_teacher(tmp_path, teacher_pt, student_yaml, shapes_yaml):
     work = tmp_path / "work"
     work.mkdir()
@@ -171,6 +171,7 @@ def test_resume_from_another_directory_with_a_relative_teacher(tmp_path, teacher
     assert rows(last.parent.parent) == 2
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_taught_by_a_python_object_takes_the_same_object_again(
     tmp_path, teacher_pt, student_yaml, shapes_yaml, capsys
 ):
@@ -198,6 +199,7 @@ def test_resume_of_a_run_taught_by_a_python_object_takes_the_same_object_again(
     assert rows(resumed.save_dir) == 2
 
 
+@pytest.mark.slow
 def test_resume_true_with_model_resumes_that_run_only(tmp_path, teacher_pt, student_yaml, shapes_yaml, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = interrupted(tmp_path / "runs", "first", student_yaml, shapes_yaml, teacher_pt)
@@ -209,6 +211,7 @@ def test_resume_true_with_model_resumes_that_run_only(tmp_path, teacher_pt, stud
     assert sha256(second) == untouched and rows(second.parent.parent) == 1
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_says_nothing_to_resume(tmp_path, teacher_pt, student_yaml, shapes_yaml, capsys):
     trainer = LDTrainer(overrides=args(tmp_path / "runs", "done", student_yaml, shapes_yaml, teacher_pt, epochs=1))
     trainer.train()
@@ -243,6 +246,7 @@ trainer.train()
 """
 
 
+@pytest.mark.slow
 def test_killed_mid_epoch_then_resumed(tmp_path, teacher_pt, student_yaml, shapes_yaml):
     overrides = args(tmp_path / "runs", "killed", student_yaml, shapes_yaml, teacher_pt, epochs=3)
     code = KILL_SCRIPT.format(overrides=overrides)
@@ -257,6 +261,7 @@ def test_killed_mid_epoch_then_resumed(tmp_path, teacher_pt, student_yaml, shape
 # ---- non-finite values during training
 
 
+@pytest.mark.slow
 def test_nonfinite_teacher_output_skips_then_stops_before_any_bad_checkpoint(
     tmp_path, teacher_pt, student_yaml, shapes_yaml
 ):

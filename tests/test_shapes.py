@@ -1,20 +1,11 @@
 """The embedded synthetic dataset: deterministic, and its labels are what was drawn."""
 
-import hashlib
-
 import cv2
 import numpy as np
 import pytest
+from helpers import digest
 
 from ultrald.data.shapes import CLASSES, ShapesConfig, background, draw_image, generate, label_lines
-
-
-def digest(root):
-    """Hash of every image and label file name and content under root."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.suffix in {".png", ".txt"}):
-        h.update(str(f.relative_to(root)).encode() + f.read_bytes())
-    return h.hexdigest()
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path):

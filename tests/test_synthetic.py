@@ -1,19 +1,13 @@
 """The extra synthetic benchmarks: valid YOLO datasets, deterministic, labels in range, digits split by sample."""
 
-import hashlib
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers import digest
 
 from ultrald.data import synthetic
-from ultrald.data.synthetic import (
-    SYNTHETIC,
-    MissingDependency,
-    config_of,
-    generate_named,
-    resolve_data,
-)
+from ultrald.data.synthetic import SYNTHETIC, config_of, generate_named, resolve_data
 
 TINY = dict(n_train=6, n_val=3)
 
@@ -22,14 +16,6 @@ def needs(name):
     """Skip the test when an optional package of the set `name` is missing."""
     for module, _ in SYNTHETIC[name].needs:
         pytest.importorskip(module)
-
-
-def digest(root):
-    """Hash of every image and label file name and content under root."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.suffix in {".png", ".txt"}):
-        h.update(str(f.relative_to(root)).encode() + f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module", params=list(SYNTHETIC))
@@ -86,16 +72,29 @@ def test_digits_train_and_val_use_different_samples(tmp_path, monkeypatch):
     assert asked == ["train"] * 3 + ["val"] * 2  # each split's images draw from its own samples
 
 
-def test_overrides_unknown_names_and_missing_packages(monkeypatch):
+def test_overrides_unknown_names_and_missing_packages(monkeypatch, tmp_path, capsys):
+    import ultralytics.utils
+
+    from ultrald.cli import entrypoint
+
     assert config_of("crowd", objects=[2, 3]).objects == (2, 3)
     with pytest.raises(ValueError, match="unknown synthetic dataset"):
         config_of("nope")
     with pytest.raises(TypeError):
         config_of("crowd", no_such_field=1)
     monkeypatch.setitem(SYNTHETIC, "crowd", replace(SYNTHETIC["crowd"], needs=(("no_such_module_xyz", "nosuch"),)))
+    monkeypatch.setattr(ultralytics.utils, "DATASETS_DIR", tmp_path)
+    # Python callers catch it as the ImportError it is, before anything is written
     with pytest.raises(ImportError, match=r"^data=crowd needs nosuch: pip install 'ultrald\[bench\]'$"):
-        generate_named("crowd", "unused")
-    assert issubclass(MissingDependency, ImportError)
+        generate_named("crowd", tmp_path / "direct")
+    with pytest.raises(ImportError, match="needs nosuch"):
+        resolve_data("crowd")
+    assert not any(tmp_path.iterdir())
+    # `yolo-ld` reports it as a user's error: exit 2, one line naming the package, no traceback
+    assert entrypoint(["data", "crowd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("yolo-ld: error: data=crowd needs nosuch: pip install 'ultrald[bench]'")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_resolve_data_generates_once_under_datasets_dir(tmp_path, monkeypatch):

@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
-from conftest import FAST, IMGSZ
+import pytest
+from conftest import ANY_TEACHER, FAST, IMGSZ
+
+pytestmark = pytest.mark.slow  # trains (in a subprocess)
 
 
 def test_distillation_scalars_in_tensorboard(tmp_path, teacher_pt, student_yaml, shapes_yaml):
@@ -23,6 +26,7 @@ def test_distillation_scalars_in_tensorboard(tmp_path, teacher_pt, student_yaml,
         project=str(tmp_path / "runs"),
         name="tb",
         **FAST,
+        **ANY_TEACHER,
     )
     code = f"""
 from ultralytics.utils import SETTINGS
