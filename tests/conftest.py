@@ -1,5 +1,6 @@
 """Offline, single-threaded test environment, with tiny synthetic data and a tiny plain-Ultralytics teacher."""
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -122,3 +123,15 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError("tests that train must be marked @pytest.mark.slow:\n  " + "\n  ".join(unmarked))
+
+
+@pytest.fixture
+def logged():
+    """Messages Ultralytics' logger emits during the test."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    logger = logging.getLogger("ultralytics")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

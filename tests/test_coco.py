@@ -1,7 +1,6 @@
 """COCO import and protocol: hand-written instances json -> exact labels, pycocotools numbers by hand, tiny e2e."""
 
 import json
-import logging
 import math
 import os
 import subprocess
@@ -18,18 +17,6 @@ from helpers import read_results
 from ultrald.data.coco import convert_coco
 from ultrald.eval.coco import COCO_KEYS, coco_detections, coco_evaluate, load_ground_truth
 from ultrald.eval.protocol import batch_labels
-
-
-@pytest.fixture
-def logged():
-    """Messages Ultralytics' logger emits during the test."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda r: records.append(r.getMessage())
-    logger = logging.getLogger("ultralytics")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def write_image(path: Path, w: int, h: int) -> None:

@@ -3,7 +3,6 @@
 Every folder is written here with cv2; the label lines are computed by hand (VOC corners are 1-based inclusive:
 (xmin, ymin, xmax, ymax) covers [xmin - 1, xmax] x [ymin - 1, ymax] in continuous pixels)."""
 
-import logging
 import random
 from pathlib import Path
 
@@ -17,18 +16,6 @@ from ultrald.cli import entrypoint
 from ultrald.data.common import val_split
 from ultrald.data.voc import convert_voc_folder
 from ultrald.data.yolo import convert_yolo
-
-
-@pytest.fixture
-def logged():
-    """Messages Ultralytics' logger emits during the test."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda r: records.append(r.getMessage())
-    logger = logging.getLogger("ultralytics")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def image(path: Path, w: int = 100, h: int = 80) -> Path:

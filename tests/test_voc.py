@@ -1,7 +1,6 @@
 """PASCAL VOC import and protocol: hand-written XMLs -> exact labels; 11-point and area AP by hand; difficult."""
 
 import json
-import logging
 from pathlib import Path
 
 import cv2
@@ -16,18 +15,6 @@ from ultrald.eval.ap import ap07, ap_area, average_precision, match
 from ultrald.eval.coco import coco_evaluate, load_ground_truth
 from ultrald.eval.protocol import batch_labels
 from ultrald.eval.voc import box_iou, voc_evaluate, voc_ground_truth
-
-
-@pytest.fixture
-def logged():
-    """Messages Ultralytics' logger emits during the test."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda r: records.append(r.getMessage())
-    logger = logging.getLogger("ultralytics")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def xml(w, h, *objects):
