@@ -12,9 +12,10 @@ from pathlib import Path
 
 import ultralytics
 from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, YAML, is_online
-from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
+from ultralytics.utils.downloads import attempt_download_asset
 
 from .errors import UltraldError
+from .seam import is_official_asset
 
 SCALED = re.compile(r"^(?P<family>yolov8|yolo11|yolo12|yolov10|yolo26)(?P<task>-obb)?-w(?P<width>\d+)\.yaml$")
 FAMILY_DIRS = {"yolov8": "v8", "yolo11": "11", "yolo12": "12", "yolov10": "v10", "yolo26": "26"}
@@ -51,7 +52,7 @@ def resolve_weights(weights: str | Path, key: str = "model", error: type[Excepti
         raise error(f"{key}='{weights}' is not a *.pt checkpoint. Pass the path of a trained Ultralytics model.")
     if path.is_file():
         return path.resolve()
-    if path.name == str(weights) and path.name in GITHUB_ASSETS_NAMES:
+    if path.name == str(weights) and is_official_asset(path.name):
         cached = Path(SETTINGS["weights_dir"]) / path.name
         if cached.is_file():
             return cached.resolve()

@@ -16,6 +16,7 @@ from ultralytics.utils import LOGGER
 
 from ..errors import TeacherError
 from ..models import resolve_weights
+from ..seam import is_end2end, raw_head_output
 
 IN_MEMORY = "<in-memory model>"  # args.teacher of a teacher passed as a model object in Python
 
@@ -34,11 +35,6 @@ def head_task(model: nn.Module) -> str | None:
         if isinstance(head, cls):
             return task
     return None
-
-
-def is_end2end(model: nn.Module) -> bool:
-    """Return True for heads with a one-to-one branch (YOLOv10, YOLO26)."""
-    return getattr(head_of(model), "one2one_cv2", None) is not None
 
 
 def file_hash(path: str | Path) -> str:
@@ -187,7 +183,7 @@ class TeacherHead:
 
     def _store(self, module: nn.Module, inputs: tuple, output) -> None:
         """Keep the head output of the latest teacher forward."""
-        self.output = output[1] if isinstance(output, tuple) else output  # eval mode: (decoded, raw dict)
+        self.output = raw_head_output(output)
 
     def close(self) -> None:
         """Remove the forward hook and drop the last output (the trainer calls this when training ends)."""

@@ -1,0 +1,120 @@
+"""The one place ultrald uses Ultralytics beyond its documented API.
+
+Each use is a small named function or class here, with a smoke test in tests/test_seam.py that fails loudly, naming
+the Ultralytics version, when Ultralytics moves the internal it relies on; the rest of ultrald imports these names
+from here and otherwise only Ultralytics' public API (models, trainers, validators, losses, cfg, callbacks). Tested
+on the versions pyproject.toml allows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ultralytics
+from torch import nn
+from ultralytics.cfg import merge_equals_args
+from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+from ultralytics.utils.patches import torch_load
+
+from .errors import UltraldError
+
+VERSION = ultralytics.__version__
+
+
+class SeamError(UltraldError, RuntimeError):
+    """An Ultralytics internal ultrald relies on has moved: a bug report, not a user error."""
+
+    def __init__(self, what: str, detail: str):
+        """Name the seam, the Ultralytics version and what was found instead."""
+        super().__init__(
+            f"ultrald's use of Ultralytics' {what} does not fit Ultralytics {VERSION} ({detail}); pin the "
+            "ultralytics version pyproject.toml allows, and report it."
+        )
+
+
+def setup_train(trainer: Any, base_setup: Any, feature_teacher: nn.Module | None) -> None:
+    """Run Ultralytics' trainer setup (`BaseTrainer._setup_train`, passed as `base_setup`) with `args.distill_model`
+    set to `feature_teacher` for its duration: the only way to hand its feature term (DistillationModel, which hooks
+    the teacher's layers when built there) the teacher module ultrald already holds, instead of a second copy read
+    from the path. The args keep the path."""
+    path = trainer.args.distill_model
+    if feature_teacher is not None:
+        trainer.args.distill_model = feature_teacher
+    try:
+        base_setup()
+    finally:
+        trainer.args.distill_model = path
+
+
+def merge_cli_args(args: list[str]) -> list[str]:
+    """Join 'key', '=', 'value' pieces of a command line as `yolo` does ('cfg/__init__.merge_equals_args')."""
+    return merge_equals_args(args)
+
+
+def is_official_asset(name: str) -> bool:
+    """Whether `name` is an asset Ultralytics' downloader fetches by name (yolov8x.pt, yolo26m.pt, ...)."""
+    return name in GITHUB_ASSETS_NAMES
+
+
+def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file as the dict Ultralytics saves (its own safe torch.load wrapper)."""
+    return torch_load(path, map_location="cpu")
+
+
+def resumable(ckpt: Any) -> bool:
+    """Whether a checkpoint dict can resume training: Ultralytics strips the optimizer and sets epoch -1 when done."""
+    return isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None
+
+
+def train_args(ckpt: Any) -> dict[str, Any] | None:
+    """The settings a checkpoint dict was trained with ('train_args'), None when it is no training checkpoint."""
+    args = ckpt.get("train_args") if isinstance(ckpt, dict) else None
+    return args if isinstance(args, dict) else None
+
+
+def is_end2end(model: nn.Module) -> bool:
+    """Whether a model's head has a one-to-one branch (YOLOv10, YOLO26: `one2one_cv2`)."""
+    return getattr(model.model[-1], "one2one_cv2", None) is not None
+
+
+def raw_head_output(output: Any) -> dict:
+    """The raw head dict of a Detect/OBB forward: in eval mode the head returns (decoded, raw), in train mode raw."""
+    raw = output[1] if isinstance(output, tuple) else output
+    if not isinstance(raw, dict):
+        raise SeamError("head output", f"expected a dict of raw outputs, got {type(raw).__name__}")
+    return raw
+
+
+def assigned(outputs: tuple) -> tuple[Any, Any]:
+    """(target_scores (B, A, nc), fg_mask (B, A)) of a TaskAlignedAssigner's outputs, which it returns by position."""
+    if not isinstance(outputs, tuple) or len(outputs) < 4:
+        raise SeamError("TaskAlignedAssigner outputs", f"expected 5 tensors, got {type(outputs).__name__}")
+    return outputs[2], outputs[3]
+
+
+def e2e_weights(loss: Any) -> tuple[float, float]:
+    """The one-to-many and one-to-one weights of an E2ELoss at this epoch (its `o2m`/`o2o` schedule)."""
+    return loss.o2m, loss.o2o
+
+
+def feature_model(model: nn.Module) -> DistillationModel | None:
+    """Ultralytics' feature-distillation wrapper (`distill_model=`, `dis=`) around a student, None for a plain one."""
+    return model if isinstance(model, DistillationModel) else None
+
+
+def set_feature_weight(model: DistillationModel, weight: float) -> None:
+    """Set the weight of Ultralytics' feature-imitation term (`dis`) for the steps that follow."""
+    model.dis = weight
+
+
+def feature_student(model: DistillationModel) -> nn.Module:
+    """The student inside Ultralytics' feature-distillation wrapper."""
+    return model.student_model
+
+
+def release_feature_teacher(model: DistillationModel) -> nn.Module:
+    """Drop the wrapper's reference to its teacher (as Ultralytics' EMA copy does) and return the student."""
+    model.teacher_model = None
+    return model.student_model
