@@ -120,7 +120,7 @@ def student(mode: str, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         model = str(resolve_weights(model, "model"))
     yolo = YOLO(resolve_model(model), task=overrides.pop("task", None))
     if mode in {"train", "compare"} and overrides.get("data") is None and not overrides.get("resume"):
-        overrides["data"] = "shapes-obb" if yolo.task == "obb" else "shapes"  # the trainer resolves it after the teacher
+        overrides["data"] = "shapes-obb" if yolo.task == "obb" else "shapes"  # resolved after the teacher is read
         LOGGER.warning(f"'data' is missing, using the embedded synthetic dataset 'data={overrides['data']}'.")
     return yolo, overrides
 
@@ -149,7 +149,8 @@ def run(mode: str, overrides: dict[str, Any]) -> Any:
 
 
 def entrypoint(argv: list[str] | None = None) -> int:
-    """Run `yolo-ld` with `argv` (default: the command line); print a user's error as one line and return 2."""
+    """Run `yolo-ld` with `argv` (default: the command line); print a user's error as one line and return 2, and
+    Ctrl-C as one line (a training run's says where last.pt is and how to resume) and return 130."""
     args = sys.argv[1:] if argv is None else list(argv)
     traceback = "--traceback" in args or os.environ.get("ULTRALD_TRACEBACK", "") not in {"", "0"}
     try:
@@ -160,6 +161,12 @@ def entrypoint(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split())  # one line, whatever the exception carried
         print(f"yolo-ld: error: {message} (--traceback for details)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        if traceback:
+            raise
+        message = " ".join(str(e).split())
+        print(f"\nyolo-ld: {message or 'interrupted'}", file=sys.stderr)  # after a progress bar's unfinished line
+        return 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def main(args: list[str]) -> int:

@@ -17,3 +17,24 @@ class ResumeError(UltraldError, ValueError):
 
 class NonFiniteError(UltraldError, RuntimeError):
     """Distillation produced NaN/Inf on several batches in a row; the run stops before writing bad weights."""
+
+
+class DataError(UltraldError, FileNotFoundError):
+    """The dataset cannot be used as given: a missing yaml, split path or images, or a relative path on resume."""
+
+
+class RunInUseError(UltraldError, RuntimeError):
+    """Another live run trains into the same run directory (e.g. two runs with the same name and exist_ok=True)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C): a KeyboardInterrupt whose message says where last.pt is and how to resume.
+
+    It stays a KeyboardInterrupt, so Python callers stop as they would on Ctrl-C; the CLI prints it in one line and
+    exits 130. `last` is the run's last.pt, None when no epoch was saved.
+    """
+
+    def __init__(self, message: str, last=None):
+        """Keep the one-line `message` and the checkpoint `last` to resume from."""
+        super().__init__(message)
+        self.last = last

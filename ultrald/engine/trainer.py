@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 import tempfile
+import unicodedata
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 from torch import nn
-from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT
+from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, get_save_dir
+from ultralytics.data.utils import IMG_FORMATS, check_det_dataset
 from ultralytics.engine.model import Model
 from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
 from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
@@ -40,7 +45,7 @@ from ..distill.teacher import (
     load_teacher,
     teacher_hash,
 )
-from ..errors import NonFiniteError, ResumeError, TeacherError
+from ..errors import DataError, Interrupted, NonFiniteError, ResumeError, RunInUseError, TeacherError, UltraldError
 from .teacher_stage import teacher_stage
 from ..eval import Benchmark
 from ..models import resolve_model, resolve_weights
@@ -49,6 +54,11 @@ from ..utils import ensure_offline_fonts
 
 TEACHER_RECORD = "teacher.json"  # in each run directory: the teacher's origin and its mAP on the val split
 TEACHER_MAP = ("mAP50-95", "mAP50")
+RUN_LOCK = "ultrald.lock"  # in the run directory while a process trains into it: that process's pid
+# Set by a launcher for the DDP workers it starts: the launcher holds the run directory's lock for them.
+DDP_OWNER = "ULTRALD_RUN_OWNER"
+UNUSED_RUN = {"args.yaml", TEACHER_RECORD}  # all a run directory holds when the run failed before training
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
@@ -113,6 +123,130 @@ def distillation_args(args) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in LD_DEFAULTS}
 
 
+def one_line(error: BaseException) -> str:
+    """Return the first line of an exception's message without Ultralytics' colours and emoji."""
+    text = ANSI.sub("", str(error)).strip()
+    text = "".join(c for c in text if unicodedata.category(c) != "So").replace("\ufe0f", "")
+    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
+
+
+def data_error(data: Any, error: BaseException, resume: bool = False) -> DataError:
+    """Return a one-line DataError for Ultralytics' dataset `error` on `data=`; on resume, a relative path that does not
+    resolve from here is named as such, with the way out."""
+    path = Path(str(data))
+    if resume and not path.is_absolute() and not path.exists():
+        return DataError(
+            f"data={data} is relative to the directory this run started in and is not found from {Path.cwd()}: resume "
+            f"from that directory, or pass data=/absolute/path/to/{path.name}."
+        )
+    return DataError(f"data={data}: {one_line(error)}")
+
+
+def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
+    """Raise DataError naming the first of `splits` (of a checked data dict) whose path is missing or has no images.
+
+    Ultralytics checks only the val split when it reads the yaml; a train split without images fails only once the
+    teacher has been validated, after the run directory has been filled.
+    """
+    for split in dict.fromkeys(splits):
+        entries = data.get(split)
+        if not entries:
+            raise DataError(f"data={name} has no '{split}:' images.")
+        for entry in entries if isinstance(entries, list) else [entries]:
+            path = Path(entry)
+            if not path.exists():
+                raise DataError(f"data={name}: the {split} path '{path}' does not exist.")
+            if path.is_dir() and not any(f.suffix[1:].lower() in IMG_FORMATS for f in path.rglob("*.*")):
+                raise DataError(f"data={name}: the {split} folder '{path}' has no images.")
+            if path.is_file() and path.stat().st_size == 0:
+                raise DataError(f"data={name}: the {split} list '{path}' is empty.")
+
+
+def check_data(data: Any, splits: tuple[str, ...]) -> dict:
+    """Return Ultralytics' checked data dict of `data=` (an embedded dataset's name resolved), each of `splits` having
+    images; raise a one-line DataError naming the problem (ultrald's own errors, e.g. a missing extra, as they are)."""
+    try:
+        checked = check_det_dataset(str(resolve_data(data)))
+    except UltraldError:
+        raise
+    except Exception as e:
+        raise data_error(data, e) from e
+    check_splits(checked, data, splits)
+    return checked
+
+
+def process_started(pid: int) -> float | None:
+    """Return when the live process `pid` started (0.0 when hidden from us), None when it is gone or a zombie."""
+    try:
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:  # another user's process: alive, its start time unknown
+        return 0.0
+
+
+def run_holder(save_dir: Path) -> int | None:
+    """Return the pid of another live process that holds `save_dir`'s lock; None when there is no lock, or it is
+    this process's or stale (its process is gone, or its pid now belongs to a process started later)."""
+    try:
+        lock = json.loads((Path(save_dir) / RUN_LOCK).read_text())
+        pid, started = int(lock["pid"]), float(lock.get("started") or 0)
+    except (OSError, ValueError, KeyError, TypeError):  # no lock, or an unreadable one: nobody to wait for
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    live = process_started(pid)
+    if live is None or (live and started and abs(live - started) > 1):
+        return None
+    return pid
+
+
+def refuse_held_run(save_dir: Path) -> None:
+    """Raise RunInUseError when another live run holds `save_dir`: two runs there would overwrite each other's
+    weights."""
+    pid = run_holder(save_dir)
+    if pid is not None:
+        raise RunInUseError(
+            f"{save_dir} is in use by another live run (pid {pid}): wait for it to end, or train into another "
+            f"directory (another name=, or exist_ok=False); if no run uses it, delete {Path(save_dir) / RUN_LOCK}."
+        )
+
+
+def hold_run(save_dir: Path) -> Path:
+    """Write `save_dir`'s lock with this process's pid (taking over a stale one) and return it; raise RunInUseError
+    when another live run holds it."""
+    lock = Path(save_dir) / RUN_LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    record = json.dumps({"pid": os.getpid(), "started": process_started(os.getpid())}).encode()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exclusive: two runs starting at once
+        except FileExistsError:
+            refuse_held_run(save_dir)
+            lock.unlink(missing_ok=True)  # stale: its run is gone
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(record)
+        return lock
+    refuse_held_run(save_dir)
+    raise RunInUseError(f"{save_dir} is being taken by another run starting at the same time: start this one again.")
+
+
+def release_run(lock: Path | None) -> None:
+    """Remove a lock written by `hold_run`, if it still holds this process's pid."""
+    try:
+        if lock is not None and int(json.loads(lock.read_text())["pid"]) == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
+def count_step(trainer) -> None:
+    """Count a training batch (the criterion's guard counts those it skipped as non-finite)."""
+    trainer.distill_steps += 1
+
+
 class DistillationTrainerMixin:
     """Adds a frozen teacher and a distillation criterion to an Ultralytics trainer.
 
@@ -148,6 +282,8 @@ class DistillationTrainerMixin:
         # Before the dataset scan: a bad teacher fails in seconds and leaves no run directory behind.
         ensure_offline_fonts()
         args = {**base, **overrides}
+        self._refuse_held_run(args, saved)  # before anything is written, the teacher stage included
+        self.step_guard, self.distill_steps = None, 0  # the criterion's guard counts the skipped batches
         self.teacher, self.teacher_head = self._read_teacher(teacher, expected_hash, None if saved else args), None
         super().__init__(base, overrides, _callbacks)  # resume replaces the args with the checkpoint's
         self.args.teacher, self.args.teacher_hash = self._teacher_arg, self._teacher_hash
@@ -169,6 +305,7 @@ class DistillationTrainerMixin:
             self._remove_unused_run()
             raise
         self.add_callback("on_train_epoch_start", schedule_feature_term)
+        self.add_callback("on_train_batch_end", count_step)
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
 
@@ -189,6 +326,8 @@ class DistillationTrainerMixin:
             is_yaml = Path(str(teacher)).suffix in {".yaml", ".yml"}
             source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
             model = None if is_yaml else load_teacher(source)
+            if args and args.get("data") is not None:  # a data error is named before the stage trains on the data
+                check_data(args["data"], ("train", args.get("split") or "val"))
             stage = teacher_stage(source, model, args, self.task_name) if args else None
             if stage:
                 (source, self.teacher_record["stage"]), model = stage, load_teacher(stage[0])
@@ -204,30 +343,82 @@ class DistillationTrainerMixin:
             )
         return model
 
+    def _refuse_held_run(self, args: dict[str, Any], saved: dict | None) -> None:
+        """Raise RunInUseError when another live run holds the directory this run will write to: the checkpoint's on
+        resume, else Ultralytics' (an existing one with exist_ok=True)."""
+        if RANK not in {-1, 0} or DDP_OWNER in os.environ:  # a DDP worker: its launcher holds the directory
+            return
+        if saved is not None:
+            save_dir = args.get("save_dir") or saved.get("save_dir")
+        else:
+            save_dir = get_save_dir(IterableSimpleNamespace(**{**args, "task": self.task_name}))
+        if save_dir:
+            refuse_held_run(Path(save_dir))
+
     def _remove_unused_run(self) -> None:
-        """Remove the run directory of a run that failed before writing anything, so run names do not skip ahead."""
+        """Remove the run directory of a run that failed before training (only its args and teacher record written),
+        so run names do not skip ahead."""
         save_dir = getattr(self, "save_dir", None)
         if RANK in {-1, 0} and not self.args.resume and save_dir is not None and Path(save_dir).is_dir():
             files = {p.name for p in Path(save_dir).rglob("*") if p.is_file()}
-            if files <= {"args.yaml"}:
+            if files <= UNUSED_RUN:
                 shutil.rmtree(save_dir, ignore_errors=True)
 
     def train(self):
-        """Train, then release the teacher; a run that fails before its first epoch leaves no directory behind."""
+        """Train, then release the teacher.
+
+        The run holds its directory while it trains (`ultrald.lock`, with its pid): a second live run into it is
+        refused with RunInUseError. A run that fails before its first epoch leaves no directory behind. Ctrl-C raises
+        Interrupted, a KeyboardInterrupt whose message says where last.pt is and how to resume it.
+        """
         if self.ddp and self.args.teacher == IN_MEMORY:
             raise TeacherError(
                 "multi-GPU training needs teacher= as a checkpoint path: each DDP worker loads the teacher itself."
             )
+        lock = hold_run(self.save_dir) if RANK in {-1, 0} and DDP_OWNER not in os.environ else None
+        if self.ddp:  # the workers this process starts train into the directory it holds
+            os.environ[DDP_OWNER] = str(os.getpid())
         try:
             if RANK == -1:  # once per run: not again in each DDP worker
                 check_classes(self.teacher, self.args.task, self.data["names"])  # before scoring it on those classes
                 self.check_teacher_on_val()
-            return super().train()
-        except Exception:
+            result = super().train()
+            if RANK in {-1, 0}:
+                self.check_distilled()  # also when no checkpoint was saved (save=False)
+            return result
+        except BaseException as e:
+            release_run(lock)  # first: a directory holding only its lock and args is still unused
             self._remove_unused_run()
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+                raise self.interrupted() from e
             raise
         finally:
+            if self.ddp:
+                os.environ.pop(DDP_OWNER, None)
+            release_run(lock)
             self._release_teacher()
+
+    def interrupted(self) -> Interrupted:
+        """Return the Interrupted error for Ctrl-C now: where last.pt is and the command that resumes it."""
+        if self.last.is_file():
+            return Interrupted(
+                f"training interrupted: {self.last} holds the last finished epoch; resume with "
+                f"'yolo-ld train resume model={self.last}'",
+                self.last,
+            )
+        where = f"in {self.save_dir}" if Path(self.save_dir).is_dir() else "(its empty run directory was removed)"
+        return Interrupted(f"training interrupted before the first epoch ended: there is no last.pt to resume {where}")
+
+    def check_distilled(self) -> None:
+        """Raise NonFiniteError when the criterion skipped every batch of this run as non-finite, however few: the
+        student then learned nothing (its losses were zeroed), and no checkpoint of it is kept."""
+        guard, steps = self.step_guard, self.distill_steps
+        if guard is not None and steps and guard.skipped >= steps:
+            raise NonFiniteError(
+                f"all {steps} batches of this run were skipped: the teacher's outputs or the distillation terms were "
+                "NaN/Inf on every one, so the student learned nothing and no checkpoint was written. Check the "
+                "teacher's predictions on these images, lower lr0, or try amp=False."
+            )
 
     def check_teacher_on_val(self) -> None:
         """Validate the teacher once on the val split before the first epoch: log its mAP, keep it in the run's
@@ -265,9 +456,24 @@ class DistillationTrainerMixin:
         self.teacher = self.teacher_head = None
 
     def get_dataset(self) -> dict:
-        """Resolve an embedded dataset's name (`data=shapes`, `digits`, ...) to its yaml, then check the dataset."""
-        self.args.data = resolve_data(self.args.data)
-        return super().get_dataset()
+        """Resolve an embedded dataset's name (`data=shapes`, `digits`, ...) to its yaml, then check the dataset and
+        that its splits have images.
+
+        A data error is one line (DataError; ultrald's own errors as they are) and removes the run directory just made
+        for it. The yaml's path is kept absolute, so the run's checkpoints resume from any directory.
+        """
+        try:
+            self.args.data = resolve_data(self.args.data)
+            data = super().get_dataset()
+            check_splits(data, self.args.data, ("train", self.args.split or "val"))
+        except BaseException as e:
+            self._remove_unused_run()
+            if isinstance(e, Exception) and not isinstance(e, UltraldError):  # Ultralytics wraps the cause
+                raise data_error(self.args.data, e.__cause__ or e, self.args.resume) from e
+            raise
+        if isinstance(self.args.data, (str, Path)) and Path(self.args.data).is_file():
+            self.args.data = str(Path(self.args.data).resolve())
+        return data
 
     def get_validator(self):
         """Return Ultralytics' validator, or with `metric=` the protocol's, whose fitness then picks best.pt.
@@ -312,6 +518,7 @@ class DistillationTrainerMixin:
         else:
             student, self.teacher_head = model, TeacherHead(self.teacher)
         student.criterion = build_criterion(student, self.teacher_head, self.criterion_class)
+        self.step_guard = student.criterion.guard
         if RANK in {-1, 0}:
             a = self.args
             angle = f" ald={a.ald} ({a.ald_type})" if self.criterion_class is LDOBBLoss else ""
@@ -322,7 +529,9 @@ class DistillationTrainerMixin:
             )
 
     def save_model(self):
-        """Save last.pt/best.pt, unless the student's weights went NaN/Inf: then stop and leave them as they were."""
+        """Save last.pt/best.pt, unless the student's weights went NaN/Inf or every batch so far was skipped as
+        non-finite: then stop and leave them as they were."""
+        self.check_distilled()
         bad = first_nonfinite(unwrap_model(self.model))
         if bad is not None:
             raise NonFiniteError(
