@@ -12,13 +12,14 @@ import sys
 from importlib import import_module
 from typing import Any
 
-from ultralytics.cfg import DEFAULT_CFG_PATH, MODES, TASKS, merge_equals_args, parse_key_value_pair
+from ultralytics.cfg import DEFAULT_CFG_PATH, MODES, TASKS, parse_key_value_pair
 from ultralytics.utils import LOGGER
 
 from . import __version__
 from .cfg import LD_CFG_PATH, ld_cfg, recipe
 from .errors import UltraldError
 from .eval import Benchmark
+from .seam import merge_cli_args
 
 # What a user's mistake raises: printed as one line (exit 2) unless ULTRALD_TRACEBACK=1 or --traceback is given.
 USER_ERRORS = (UltraldError, SyntaxError, ValueError, TypeError, FileNotFoundError)
@@ -77,7 +78,7 @@ def parse_args(args: list[str]) -> tuple[str | None, dict[str, Any]]:
     defaults = ld_cfg()
     valid = {**defaults, **dict.fromkeys((*TASKS, *MODES, "compare")), "seeds": COMPARE_SEEDS}
     mode, overrides = None, {}
-    for a in merge_equals_args(args):
+    for a in merge_cli_args(args):
         a = a.removeprefix("--").rstrip(",")
         if "=" in a:
             k, v = parse_key_value_pair(a)

@@ -27,10 +27,8 @@ from ultralytics.data.utils import IMG_FORMATS, check_det_dataset
 from ultralytics.engine.model import Model
 from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
 from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
-from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimpleNamespace, colorstr
 from ultralytics.utils.files import get_latest_run
-from ultralytics.utils.patches import torch_load
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
@@ -46,6 +44,16 @@ from ..distill.teacher import (
     teacher_hash,
 )
 from ..errors import DataError, Interrupted, NonFiniteError, ResumeError, RunInUseError, TeacherError, UltraldError
+from ..seam import (
+    feature_model,
+    feature_student,
+    read_checkpoint_dict,
+    release_feature_teacher,
+    resumable,
+    set_feature_weight,
+    setup_train,
+    train_args,
+)
 from .teacher_stage import teacher_stage
 from ..eval import Benchmark
 from ..models import resolve_model, resolve_weights
@@ -79,17 +87,17 @@ def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
     if not path.is_file():
         raise ResumeError(f"nothing to resume: '{path}' does not exist.")
     try:
-        ckpt = torch_load(path, map_location="cpu")
+        ckpt = read_checkpoint_dict(path)
     except Exception as e:
         raise ResumeError(f"cannot resume from '{path}': it is not a readable checkpoint ({type(e).__name__}).") from e
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_args"), dict):
+    if train_args(ckpt) is None:
         raise ResumeError(f"cannot resume from '{path}': it is not an Ultralytics training checkpoint.")
-    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+    if not resumable(ckpt):
         raise ResumeError(
             f"nothing to resume: '{path}' is a finished (stripped) checkpoint without optimizer state. To train it "
             f"further, start a new run from it: 'yolo-ld train model={path} teacher=... data=...'."
         )
-    return path.resolve(), ckpt["train_args"]
+    return path.resolve(), train_args(ckpt)
 
 
 def feature_weight(dis: float, until: float, epoch: int, epochs: int) -> float:
@@ -103,10 +111,10 @@ def feature_weight(dis: float, until: float, epoch: int, epochs: int) -> float:
 
 def schedule_feature_term(trainer) -> None:
     """Set Ultralytics' feature-imitation weight for the epoch starting (`dis`, `dis_until`)."""
-    model = unwrap_model(trainer.model)
-    if isinstance(model, DistillationModel):
+    model = feature_model(unwrap_model(trainer.model))
+    if model is not None:
         a = trainer.args
-        model.dis = feature_weight(a.dis, a.dis_until, trainer.epoch, trainer.epochs)
+        set_feature_weight(model, feature_weight(a.dis, a.dis_until, trainer.epoch, trainer.epochs))
 
 
 def teacher_provenance(record_file: Path) -> dict[str, Any]:
@@ -449,8 +457,8 @@ class DistillationTrainerMixin:
         if self.teacher_head is not None:
             self.teacher_head.close()
         model = unwrap_model(self.model) if isinstance(self.model, nn.Module) else None
-        if isinstance(model, DistillationModel):
-            model.teacher_model, model = None, model.student_model  # as Ultralytics' EMA copy does
+        if feature_model(model) is not None:
+            model = release_feature_teacher(model)
         if model is not None:
             model.criterion = None  # Ultralytics builds a plain one again if the model is used for a loss later
         self.teacher = self.teacher_head = None
@@ -505,16 +513,10 @@ class DistillationTrainerMixin:
         (for the duration of the setup only, so the args keep the path), so one teacher serves both terms. The
         criterion is set after the EMA copy is made, so the EMA (and every checkpoint) keeps a teacher-free criterion.
         """
-        distill_model = self.args.distill_model
-        if self.args.dis > 0:
-            self.args.distill_model = self.teacher
-        try:
-            super()._setup_train()
-        finally:
-            self.args.distill_model = distill_model
+        setup_train(self, super()._setup_train, self.teacher if self.args.dis > 0 else None)
         model = unwrap_model(self.model)
-        if isinstance(model, DistillationModel):  # its teacher forward serves LD too, read from a hook
-            student, self.teacher_head = model.student_model, TeacherHead(self.teacher, shared=True)
+        if feature_model(model) is not None:  # its teacher forward serves LD too, read from a hook
+            student, self.teacher_head = feature_student(model), TeacherHead(self.teacher, shared=True)
         else:
             student, self.teacher_head = model, TeacherHead(self.teacher)
         student.criterion = build_criterion(student, self.teacher_head, self.criterion_class)
@@ -551,8 +553,8 @@ class DistillationTrainerMixin:
             teacher = teacher_provenance(Path(self.save_dir) / TEACHER_RECORD)
             for f in (self.last, self.best):
                 if f.is_file():
-                    ckpt = torch_load(f, map_location="cpu")
-                    ckpt["train_args"] = {**ckpt.get("train_args", {}), **distillation_args(self.args), **teacher}
+                    ckpt = read_checkpoint_dict(f)
+                    ckpt["train_args"] = {**(train_args(ckpt) or {}), **distillation_args(self.args), **teacher}
                     torch.save(ckpt, f)
 
 
