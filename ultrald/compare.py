@@ -173,9 +173,11 @@ def plot(rows: list[dict[str, Any]], teacher: dict[str, Any] | None, file: Path)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4), tight_layout=True)
-    for r in rows:
-        style = "-" if r["kind"] == "ultrald" else "--"
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], style, marker=".", label=f"{r['kind']} seed {r['seed']}")
+    seeds = sorted({r["seed"] for r in rows})
+    for r in rows:  # one colour per seed, solid distilled and dashed plain: each pair reads side by side
+        style, colour = "-" if r["kind"] == "ultrald" else "--", f"C{seeds.index(r['seed']) % 10}"
+        x = range(1, len(r["curve"]) + 1)
+        ax.plot(x, r["curve"], style, color=colour, marker=".", label=f"{r['kind']} seed {r['seed']}")
     if teacher:
         ax.axhline(teacher["mAP50-95"], color="k", lw=0.8, ls=":", label="teacher")
     ax.set(xlabel="epoch", ylabel="mAP50-95 (val)", title="yolo-ld compare: plain vs distilled student")

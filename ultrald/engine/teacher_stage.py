@@ -80,8 +80,8 @@ def stage_reason(teacher: nn.Module | None, names: Mapping[int, str], task: str)
     t_names = list(dict(getattr(teacher, "names", {})).values())
     if t_names == [names[i] for i in sorted(names)] or head_task(teacher) != task:
         return None
-    shown = t_names if len(t_names) <= 6 else [*t_names[:5], f"... {len(t_names)} classes"]
-    return f"fine-tuned from {shown} to the data's {len(names)} classes"
+    shown = ", ".join(t_names[:5]) + (f", ... ({len(t_names)} classes)" if len(t_names) > 5 else "")
+    return f"fine-tuned from its classes [{shown}] to the data's {len(names)}"
 
 
 def teacher_stage(
