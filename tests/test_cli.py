@@ -1,7 +1,5 @@
 """`yolo-ld` argument parsing, help and special commands."""
 
-from pathlib import Path
-
 import pytest
 
 from ultrald.cfg import RECIPES

@@ -4,7 +4,6 @@ trained, an other-class checkpoint fine-tuned, both reused), the teacher's check
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -15,7 +14,7 @@ from conftest import FAST, IMGSZ, tiny_yaml
 from ultrald.cli import entrypoint
 from ultrald.compare import cached_run, paired_gain, parse_seeds, settings_key, verdict
 from ultrald.engine.teacher_stage import STAMP, data_digest, inherited_settings, stage_reason
-from ultrald.errors import TeacherError, UltraldError
+from ultrald.errors import UltraldError
 
 CLASSES = ("Tree", "Car")  # the user's own classes, not VOC's 20
 TINY = dict(imgsz=IMGSZ, batch=8, workers=0, plots=False, **FAST)
@@ -202,7 +201,10 @@ def test_a_teacher_of_other_classes_is_fine_tuned_then_reused(tmp_path, own_data
     stage = Path(trainer.args.teacher).parent.parent
     assert stage.parent == tmp_path and stage.name.startswith("teacher-")
     reason = json.loads((stage / STAMP).read_text())["reason"]
-    assert reason == "fine-tuned from its classes [circle, triangle, square, pentagon, hexagon, ... (8 classes)] to the data's 2"
+    assert (
+        reason
+        == "fine-tuned from its classes [circle, triangle, square, pentagon, hexagon, ... (8 classes)] to the data's 2"
+    )
     trainer.train()
     ckpt = torch.load(trainer.best, map_location="cpu", weights_only=False)
     assert ckpt["train_args"]["teacher_source"] == str(teacher_pt)  # provenance: where the teacher came from

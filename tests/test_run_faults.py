@@ -25,7 +25,8 @@ from helpers import read_results, sha256
 from ultrald import LDTrainer
 from ultrald.cli import entrypoint
 from ultrald.distill.criterion import StepGuard
-from ultrald.engine.trainer import DDP_OWNER, RUN_LOCK, DistillationTrainerMixin, hold_run, release_run, run_holder
+from ultrald.engine.checks import RUN_LOCK, hold_run, release_run, run_holder
+from ultrald.engine.trainer import DDP_OWNER, DistillationTrainerMixin
 from ultrald.errors import DataError, Interrupted, NonFiniteError, RunInUseError, UltraldError
 
 
@@ -187,9 +188,7 @@ def test_only_a_run_with_every_batch_skipped_is_refused():
 
 
 @pytest.mark.slow
-def test_ctrl_c_is_one_line_with_the_resume_command(
-    tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml, capsys
-):
+def test_ctrl_c_is_one_line_with_the_resume_command(tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml, capsys):
     """Ctrl-C (SIGINT in the main thread) once epoch 1 is saved: one line with last.pt and the resume command, exit
     130; the lock is held while training and released, and last.pt resumes."""
     project = tmp_path / "runs"

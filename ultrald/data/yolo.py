@@ -21,8 +21,17 @@ from pathlib import Path
 from ultralytics.data.utils import img2label_paths
 from ultralytics.utils import LOGGER
 
-from .common import Problems, image_size, list_files, load_names, make_cli, names_arg, summarize, val_split
-from .common import write_data_yaml
+from .common import (
+    Problems,
+    image_size,
+    list_files,
+    load_names,
+    make_cli,
+    names_arg,
+    summarize,
+    val_split,
+    write_data_yaml,
+)
 
 HEADER = "# Written by 'yolo-ld convert yolo'"
 YAML_HEADER = f"""\

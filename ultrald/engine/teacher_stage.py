@@ -1,4 +1,5 @@
-"""The teacher stage: a teacher trained on the run's own data before distilling, as an ordinary Ultralytics run.
+"""The teacher a run distils from, built once (`build_teacher` -> `Teacher`), and the teacher stage that trains it
+on the run's own data first when it does not know the data's classes.
 
 A checkpoint trained on other classes (an official COCO model such as `yolov8x.pt`, a user's own) is fine-tuned on
 `data=`; a model yaml (`yolov8x.yaml`) is trained from scratch. The stage is Ultralytics' own trainer, for
@@ -13,18 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
-from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
 from torch import nn
+from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
+from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
 
-from ..distill.teacher import file_hash, head_task
+from ..data.synthetic import resolve_data
+from ..distill.teacher import IN_MEMORY, file_hash, head_task, load_teacher, teacher_hash
 from ..errors import ResumeError, TeacherError
-from ..models import resolve_model
+from ..models import resolve_model, resolve_weights
+from .checks import check_data
 
 STAMP = "ultrald-teacher.json"  # written when a stage finishes: what it was trained from
 VERSION = 1  # bump when what a stage inherits changes, so older stages are not reused
@@ -85,7 +89,7 @@ def stage_reason(teacher: nn.Module | None, names: Mapping[int, str], task: str)
 
 
 def teacher_stage(
-    teacher: str | Path, model: nn.Module | None, args: Mapping[str, Any], task: str
+    teacher: str | Path, model: nn.Module | None, args: Mapping[str, Any], task: str, data: dict
 ) -> tuple[Path, dict[str, Any]] | None:
     """Return (the stage's best.pt, its record) when `teacher` must first learn the data's classes, training it on
     `args["data"]` once (later calls with the same inputs reuse it); None when it can distil as it is.
@@ -95,13 +99,9 @@ def teacher_stage(
         model (nn.Module | None): The checkpoint's model, None for a yaml.
         args (Mapping): The student run's full settings (Ultralytics' and ultrald's keys; `data` a yaml).
         task (str): The student's task, 'detect' or 'obb'.
+        data (dict): `args["data"]` checked (`check_data`).
     """
-    if args.get("data") is None:
-        return None  # Ultralytics' own default dataset: nothing to compare the classes with yet
-    from ..data.synthetic import resolve_data
-
-    data_yaml = resolve_data(args["data"])
-    data = check_det_dataset(str(data_yaml))
+    data_yaml = resolve_data(args["data"])  # the embedded sets by name: generated and checked by then
     reason = stage_reason(model, data["names"], task)
     if reason is None:
         return None
@@ -151,3 +151,73 @@ def train_stage(source: Path, run: Path, settings: dict[str, Any]) -> None:
         YOLO(str(last)).train(resume=True)
     else:
         YOLO(str(source)).train(**settings, project=str(run.parent), name=run.name, exist_ok=True, seed=0)
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The teacher a run distils from, built once by `build_teacher` and passed down.
+
+    Attributes:
+        model (nn.Module): The frozen, fused teacher.
+        arg (str): What the run's args and checkpoints record as `teacher`: the checkpoint's absolute path, or
+            IN_MEMORY for a model object.
+        hash (str): Its fingerprint (`teacher_hash`), checked on resume.
+        source (str): What the user passed: a path, an official name, a model yaml, or IN_MEMORY.
+        stage (dict | None): The teacher stage's record when ultrald first trained it on the data, else None.
+    """
+
+    model: nn.Module
+    arg: str
+    hash: str
+    source: str
+    stage: dict | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """Where the teacher came from, as the run's teacher.json keeps it."""
+        return {"source": self.source, "stage": self.stage, "teacher": self.arg, "teacher_hash": self.hash}
+
+
+def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, Any] | None, task: str) -> Teacher:
+    """Load the teacher (a path, an official name, a model yaml, or a YOLO object/model), first training it on the
+    run's data when it does not predict its classes, and check it is the teacher `expected_hash` names.
+
+    Args:
+        teacher: What `teacher=` holds.
+        expected_hash (str | None): The hash a resumed run recorded; None for a new run.
+        args (Mapping | None): The run's settings, for the teacher stage; None on resume (the checkpoint's teacher).
+        task (str): The student's task.
+    """
+    from ultralytics.engine.model import Model
+
+    if teacher is None:
+        raise TeacherError("teacher= is required, e.g. teacher=runs/detect/train/weights/best.pt")
+    if teacher == IN_MEMORY:
+        raise TeacherError(
+            "this run's teacher was a model object in Python, which checkpoints do not store: resume with "
+            "teacher=path/to/teacher.pt, or in Python pass the same YOLO object again as teacher=."
+        )
+    stage = None
+    if isinstance(teacher, (nn.Module, Model)):
+        source, arg, model = teacher, IN_MEMORY, load_teacher(teacher)
+    else:
+        is_yaml = Path(str(teacher)).suffix in {".yaml", ".yml"}
+        source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
+        model = None if is_yaml else load_teacher(source)
+        trained = None
+        if args and args.get("data") is not None:  # a data error is named before a stage trains on the data
+            data = check_data(args["data"], ("train", args.get("split") or "val"))
+            trained = teacher_stage(source, model, args, task, data)
+        if trained:
+            (source, stage), model = trained, load_teacher(trained[0])
+            LOGGER.info(f"{colorstr('ultrald:')} stage 2/2 student: distilling from {source}")
+        elif model is None:
+            raise TeacherError(f"teacher={teacher} is a model yaml: it needs data= to be trained on first.")
+        arg = str(source)
+    fingerprint = teacher_hash(source)
+    if expected_hash and fingerprint != expected_hash:
+        raise TeacherError(
+            f"teacher={arg} is not the teacher this run was trained with (hash {fingerprint} != {expected_hash}): "
+            "pass the original teacher, or start a new run to change it."
+        )
+    return Teacher(model, arg, fingerprint, str(teacher) if arg != IN_MEMORY else IN_MEMORY, stage)

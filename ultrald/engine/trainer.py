@@ -11,20 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
-import unicodedata
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 from torch import nn
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, get_save_dir
-from ultralytics.data.utils import IMG_FORMATS, check_det_dataset
-from ultralytics.engine.model import Model
 from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
 from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
 from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimpleNamespace, colorstr
@@ -40,10 +35,10 @@ from ..distill.teacher import (
     check_classes,
     check_teacher,
     first_nonfinite,
-    load_teacher,
-    teacher_hash,
 )
-from ..errors import DataError, Interrupted, NonFiniteError, ResumeError, RunInUseError, TeacherError, UltraldError
+from ..errors import Interrupted, NonFiniteError, ResumeError, TeacherError, UltraldError
+from ..eval import Benchmark
+from ..models import resolve_model
 from ..seam import (
     feature_model,
     feature_student,
@@ -54,19 +49,15 @@ from ..seam import (
     setup_train,
     train_args,
 )
-from .teacher_stage import teacher_stage
-from ..eval import Benchmark
-from ..models import resolve_model, resolve_weights
 from ..utils import ensure_offline_fonts
-
+from .checks import check_splits, data_error, hold_run, refuse_held_run, release_run
+from .teacher_stage import build_teacher
 
 TEACHER_RECORD = "teacher.json"  # in each run directory: the teacher's origin and its mAP on the val split
 TEACHER_MAP = ("mAP50-95", "mAP50")
-RUN_LOCK = "ultrald.lock"  # in the run directory while a process trains into it: that process's pid
 # Set by a launcher for the DDP workers it starts: the launcher holds the run directory's lock for them.
 DDP_OWNER = "ULTRALD_RUN_OWNER"
 UNUSED_RUN = {"args.yaml", TEACHER_RECORD}  # all a run directory holds when the run failed before training
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
@@ -131,125 +122,6 @@ def distillation_args(args) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in LD_DEFAULTS}
 
 
-def one_line(error: BaseException) -> str:
-    """Return the first line of an exception's message without Ultralytics' colours and emoji."""
-    text = ANSI.sub("", str(error)).strip()
-    text = "".join(c for c in text if unicodedata.category(c) != "So").replace("\ufe0f", "")
-    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
-
-
-def data_error(data: Any, error: BaseException, resume: bool = False) -> DataError:
-    """Return a one-line DataError for Ultralytics' dataset `error` on `data=`; on resume, a relative path that does not
-    resolve from here is named as such, with the way out."""
-    path = Path(str(data))
-    if resume and not path.is_absolute() and not path.exists():
-        return DataError(
-            f"data={data} is relative to the directory this run started in and is not found from {Path.cwd()}: resume "
-            f"from that directory, or pass data=/absolute/path/to/{path.name}."
-        )
-    return DataError(f"data={data}: {one_line(error)}")
-
-
-def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
-    """Raise DataError naming the first of `splits` (of a checked data dict) whose path is missing or has no images.
-
-    Ultralytics checks only the val split when it reads the yaml; a train split without images fails only once the
-    teacher has been validated, after the run directory has been filled.
-    """
-    for split in dict.fromkeys(splits):
-        entries = data.get(split)
-        if not entries:
-            raise DataError(f"data={name} has no '{split}:' images.")
-        for entry in entries if isinstance(entries, list) else [entries]:
-            path = Path(entry)
-            if not path.exists():
-                raise DataError(f"data={name}: the {split} path '{path}' does not exist.")
-            if path.is_dir() and not any(f.suffix[1:].lower() in IMG_FORMATS for f in path.rglob("*.*")):
-                raise DataError(f"data={name}: the {split} folder '{path}' has no images.")
-            if path.is_file() and path.stat().st_size == 0:
-                raise DataError(f"data={name}: the {split} list '{path}' is empty.")
-
-
-def check_data(data: Any, splits: tuple[str, ...]) -> dict:
-    """Return Ultralytics' checked data dict of `data=` (an embedded dataset's name resolved), each of `splits` having
-    images; raise a one-line DataError naming the problem (ultrald's own errors, e.g. a missing extra, as they are)."""
-    try:
-        checked = check_det_dataset(str(resolve_data(data)))
-    except UltraldError:
-        raise
-    except Exception as e:
-        raise data_error(data, e) from e
-    check_splits(checked, data, splits)
-    return checked
-
-
-def process_started(pid: int) -> float | None:
-    """Return when the live process `pid` started (0.0 when hidden from us), None when it is gone or a zombie."""
-    try:
-        process = psutil.Process(pid)
-        return None if process.status() == psutil.STATUS_ZOMBIE else process.create_time()
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.AccessDenied:  # another user's process: alive, its start time unknown
-        return 0.0
-
-
-def run_holder(save_dir: Path) -> int | None:
-    """Return the pid of another live process that holds `save_dir`'s lock; None when there is no lock, or it is
-    this process's or stale (its process is gone, or its pid now belongs to a process started later)."""
-    try:
-        lock = json.loads((Path(save_dir) / RUN_LOCK).read_text())
-        pid, started = int(lock["pid"]), float(lock.get("started") or 0)
-    except (OSError, ValueError, KeyError, TypeError):  # no lock, or an unreadable one: nobody to wait for
-        return None
-    if pid <= 0 or pid == os.getpid():
-        return None
-    live = process_started(pid)
-    if live is None or (live and started and abs(live - started) > 1):
-        return None
-    return pid
-
-
-def refuse_held_run(save_dir: Path) -> None:
-    """Raise RunInUseError when another live run holds `save_dir`: two runs there would overwrite each other's
-    weights."""
-    pid = run_holder(save_dir)
-    if pid is not None:
-        raise RunInUseError(
-            f"{save_dir} is in use by another live run (pid {pid}): wait for it to end, or train into another "
-            f"directory (another name=, or exist_ok=False); if no run uses it, delete {Path(save_dir) / RUN_LOCK}."
-        )
-
-
-def hold_run(save_dir: Path) -> Path:
-    """Write `save_dir`'s lock with this process's pid (taking over a stale one) and return it; raise RunInUseError
-    when another live run holds it."""
-    lock = Path(save_dir) / RUN_LOCK
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    record = json.dumps({"pid": os.getpid(), "started": process_started(os.getpid())}).encode()
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exclusive: two runs starting at once
-        except FileExistsError:
-            refuse_held_run(save_dir)
-            lock.unlink(missing_ok=True)  # stale: its run is gone
-            continue
-        with os.fdopen(fd, "wb") as f:
-            f.write(record)
-        return lock
-    refuse_held_run(save_dir)
-    raise RunInUseError(f"{save_dir} is being taken by another run starting at the same time: start this one again.")
-
-
-def release_run(lock: Path | None) -> None:
-    """Remove a lock written by `hold_run`, if it still holds this process's pid."""
-    try:
-        if lock is not None and int(json.loads(lock.read_text())["pid"]) == os.getpid():
-            lock.unlink()
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-
-
 def count_step(trainer) -> None:
     """Count a training batch (the criterion's guard counts those it skipped as non-finite)."""
     trainer.distill_steps += 1
@@ -292,9 +164,12 @@ class DistillationTrainerMixin:
         args = {**base, **overrides}
         self._refuse_held_run(args, saved)  # before anything is written, the teacher stage included
         self.step_guard, self.distill_steps = None, 0  # the criterion's guard counts the skipped batches
-        self.teacher, self.teacher_head = self._read_teacher(teacher, expected_hash, None if saved else args), None
-        super().__init__(base, overrides, _callbacks)  # resume replaces the args with the checkpoint's
-        self.args.teacher, self.args.teacher_hash = self._teacher_arg, self._teacher_hash
+        self.teacher_info = build_teacher(teacher, expected_hash, None if saved else args, self.task_name)
+        self.teacher, self.teacher_head = self.teacher_info.model, None
+        recorded = {"teacher": self.teacher_info.arg, "teacher_hash": self.teacher_info.hash}
+        super().__init__(base, {**overrides, **recorded}, _callbacks)
+        if saved:  # resume replaces the args with the checkpoint's, which may name the teacher before it moved
+            self.args.teacher, self.args.teacher_hash = recorded.values()
         try:
             check_ld_args(self.args)
             if self.args.metric and Benchmark(self.args.metric).task != self.args.task:
@@ -316,40 +191,6 @@ class DistillationTrainerMixin:
         self.add_callback("on_train_batch_end", count_step)
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
-
-    def _read_teacher(self, teacher: Any, expected_hash: str | None, args: dict | None) -> nn.Module:
-        """Load the teacher (path, official name, model yaml or object), first training it on the run's data when it
-        does not predict its classes (`args`, None on resume), and record its path, hash and origin."""
-        if teacher is None:
-            raise TeacherError("teacher= is required, e.g. teacher=runs/detect/train/weights/best.pt")
-        if teacher == IN_MEMORY:
-            raise TeacherError(
-                "this run's teacher was a model object in Python, which checkpoints do not store: resume with "
-                "teacher=path/to/teacher.pt, or in Python pass the same YOLO object again as teacher=."
-            )
-        self.teacher_record = {"source": teacher if isinstance(teacher, (str, Path)) else IN_MEMORY, "stage": None}
-        if isinstance(teacher, (nn.Module, Model)):
-            self._teacher_arg, source, model = IN_MEMORY, teacher, load_teacher(teacher)
-        else:
-            is_yaml = Path(str(teacher)).suffix in {".yaml", ".yml"}
-            source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
-            model = None if is_yaml else load_teacher(source)
-            if args and args.get("data") is not None:  # a data error is named before the stage trains on the data
-                check_data(args["data"], ("train", args.get("split") or "val"))
-            stage = teacher_stage(source, model, args, self.task_name) if args else None
-            if stage:
-                (source, self.teacher_record["stage"]), model = stage, load_teacher(stage[0])
-                LOGGER.info(f"{colorstr('ultrald:')} stage 2/2 student: distilling from {source}")
-            elif model is None:
-                raise TeacherError(f"teacher={teacher} is a model yaml: it needs data= to be trained on first.")
-            self._teacher_arg = str(source)
-        self._teacher_hash = teacher_hash(source)
-        if expected_hash and self._teacher_hash != expected_hash:
-            raise TeacherError(
-                f"teacher={self._teacher_arg} is not the teacher this run was trained with (hash {self._teacher_hash} "
-                f"!= {expected_hash}): pass the original teacher, or start a new run to change it."
-            )
-        return model
 
     def _refuse_held_run(self, args: dict[str, Any], saved: dict | None) -> None:
         """Raise RunInUseError when another live run holds the directory this run will write to: the checkpoint's on
@@ -449,7 +290,7 @@ class DistillationTrainerMixin:
                 f"teacher_min_map={a.teacher_min_map}: it has learned nothing to distil. Train it longer "
                 "(teacher_epochs=), check the data, or pass teacher_min_map=0 to distil anyway."
             )
-        record = {**self.teacher_record, "teacher": a.teacher, "teacher_hash": a.teacher_hash}
+        record = self.teacher_info.record
         record_file.write_text(json.dumps({**record, "mAP50-95": map50_95, "mAP50": map50}, indent=2, default=str))
 
     def _release_teacher(self) -> None:
