@@ -306,6 +306,21 @@ def convert_split(
     return patches, sizes, dict(c)
 
 
+def find_splits(root: Path, splits: tuple[str, ...] | None, version: str, labels: str | None) -> dict:
+    """Return {split: (images folder, labels folder or None)} of the DOTA splits under `root` (all of them when
+    `splits` is None); raise FileNotFoundError naming what is missing."""
+    found = {s: find_split(root, s, version, labels) for s in (splits or SPLITS)}
+    if splits and (missing := [s for s, f in found.items() if f is None]):
+        raise FileNotFoundError(f"no images of {missing} under '{root}' (<split>/images or images/<split>).")
+    if not (found := {s: f for s, f in found.items() if f is not None}):
+        raise FileNotFoundError(f"no DOTA split under '{root}': expected train/images, val/images ... or images/train")
+    for s, (images, labels_dir) in found.items():
+        if s != "test" and labels_dir is None:
+            raise FileNotFoundError(f"'{images}' has no labelTxt folder beside it; name it with --labels.")
+        LOGGER.info(f"ultrald: DOTA {s}: images '{images}', labels '{labels_dir or '-'}'")
+    return found
+
+
 def convert_dota(
     dota_root: str | Path,
     out_dir: str | Path,
@@ -338,15 +353,7 @@ def convert_dota(
     if ext not in {"png", "jpg"} or not rates or min(rates) <= 0 or not 0 <= iof <= 1:
         raise ValueError(f"ext '{ext}' must be png or jpg, rates {[*rates]} positive numbers and iof {iof} in [0, 1].")
     settings = SplitSettings(size, gap, tuple(float(r) for r in rates), iof, ext, drop_difficult, drop_empty, copy)
-    found = {s: find_split(root, s, version, labels) for s in (splits or SPLITS)}
-    if splits and (missing := [s for s, f in found.items() if f is None]):
-        raise FileNotFoundError(f"no images of {missing} under '{root}' (<split>/images or images/<split>).")
-    if not (found := {s: f for s, f in found.items() if f is not None}):
-        raise FileNotFoundError(f"no DOTA split under '{root}': expected train/images, val/images ... or images/train")
-    for s, (images, labels_dir) in found.items():
-        if s != "test" and labels_dir is None:
-            raise FileNotFoundError(f"'{images}' has no labelTxt folder beside it; name it with --labels.")
-        LOGGER.info(f"ultrald: DOTA {s}: images '{images}', labels '{labels_dir or '-'}'")
+    found = find_splits(root, splits, version, labels)
     out.mkdir(parents=True, exist_ok=True)
     problems = Problems()
     converted = {s: convert_split(s, *found[s], out, classes, settings, problems, workers) for s in found}
