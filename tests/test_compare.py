@@ -229,3 +229,29 @@ def test_a_teacher_that_learned_nothing_stops_before_the_first_epoch(tmp_path, o
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "it has learned nothing to distil" in err and "teacher_min_map=0" in err
     assert not (tmp_path / "run").exists()  # no epoch trained, no run folder left behind
+
+
+@pytest.mark.slow
+def test_an_interrupted_teacher_stage_resumes(tmp_path, own_data):
+    """A stage stopped after its first epoch (Ctrl-C, a killed job) is resumed from its last.pt, not started over."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from ultrald.engine.teacher_stage import train_stage
+
+    source, run = tiny_yaml(tmp_path / "t.yaml", 0.125), tmp_path / "teacher-x"
+    settings = {"data": str(own_data), "epochs": 3, **TINY}
+
+    def stop(trainer):
+        raise KeyboardInterrupt  # right after the first epoch's last.pt is written
+
+    first = DetectionTrainer(overrides={**settings, "model": str(source), "project": str(tmp_path), "name": run.name})
+    first.add_callback("on_model_save", stop)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    rows = (run / "results.csv").read_text().splitlines()
+    assert len(rows) == 2  # header and epoch 1
+
+    train_stage(source, run, settings)
+    resumed = (run / "results.csv").read_text().splitlines()
+    assert len(resumed) == 4 and resumed[:2] == rows  # epochs 2 and 3 appended to the interrupted run's epoch 1
+    assert (run / "weights" / "best.pt").is_file()
