@@ -153,8 +153,9 @@ def report(rows: list[dict[str, Any]], teacher: dict[str, Any] | None) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     if teacher:
+        seconds = "–" if teacher.get("seconds") is None else f"{teacher['seconds']:.0f}"
         lines.append(
-            f"| teacher | – | {teacher['params']:,} | {teacher['mAP50-95']:.4f} | {teacher['mAP50']:.4f} | – |"
+            f"| teacher | – | {teacher['params']:,} | {teacher['mAP50-95']:.4f} | {teacher['mAP50']:.4f} | {seconds} |"
         )
     for r in rows:
         lines.append(
@@ -217,8 +218,10 @@ def compare(model: str, task: str, overrides: dict[str, Any], seeds: Any = "0,1,
         run = cached_run(trainer_class, {**args, "model": model, "seed": seed}, folder, f"{kind}-s{seed}", content)
         rows.append({"kind": kind, "seed": seed, **run})
     teacher = next((r["teacher"] for r in rows if r.get("teacher")), None)
-    if teacher:
-        teacher = {**teacher, "params": params(Path(teacher["teacher"]))}
+    if teacher:  # a stage trained here reports its time (Ultralytics' results.csv: seconds since its start)
+        stage = Path((teacher.get("stage") or {}).get("run") or "") / "results.csv"
+        seconds = read_results(stage)[-1].get("time") if stage.is_file() else None
+        teacher = {**teacher, "params": params(Path(teacher["teacher"])), "seconds": seconds}
     result = {
         "folder": str(folder),
         "teacher": teacher,
