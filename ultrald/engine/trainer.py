@@ -325,21 +325,12 @@ class DistillationTrainerMixin:
         return data
 
     def get_validator(self):
-        """Return Ultralytics' validator, or with `metric=` the protocol's, whose fitness then picks best.pt.
-
-        It is built from the args without ultrald's keys, which Ultralytics' validators would reject.
-        """
-        args = self.args
-        keep = {k: v for k, v in vars(args).items() if k in DEFAULT_CFG_DICT}
-        self.args = IterableSimpleNamespace(**{**keep, "distill_model": None})
-        try:
-            validator = super().get_validator()
-        finally:
-            self.args = args
-        if args.metric:
-            protocol = Benchmark(args.metric).validator
-            validator = protocol(validator.dataloader, validator.save_dir, validator.args, validator.callbacks)
-        return validator
+        """Return the task's Ultralytics validator, or with `metric=` the protocol's (whose fitness then picks best.pt),
+        given the run's args less ultrald's keys, which Ultralytics' validators reject."""
+        keep = {k: v for k, v in vars(self.args).items() if k in DEFAULT_CFG_DICT}
+        args = IterableSimpleNamespace(**{**keep, "distill_model": None})
+        validator = Benchmark(self.args.metric).validator if self.args.metric else self.validator_class
+        return validator(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
 
     def set_model_attributes(self) -> None:
         """Set the student's attributes, then check the teacher against the student (once) and move it beside it."""
