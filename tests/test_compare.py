@@ -255,3 +255,33 @@ def test_an_interrupted_teacher_stage_resumes(tmp_path, own_data):
     resumed = (run / "results.csv").read_text().splitlines()
     assert len(resumed) == 4 and resumed[:2] == rows  # epochs 2 and 3 appended to the interrupted run's epoch 1
     assert (run / "weights" / "best.pt").is_file()
+
+
+def test_preserved_random_state():
+    import random
+
+    from ultrald.engine.checks import preserved_random_state
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    with preserved_random_state():
+        torch.rand(5), np.random.rand(5), random.random()  # what a check draws
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+@pytest.mark.slow
+def test_the_teacher_check_leaves_training_as_it_was(tmp_path, teacher_pt, shapes_yaml, student_yaml, monkeypatch):
+    """Validating the teacher after Ultralytics seeded the run must not change what the run trains."""
+    from ultrald import LDTrainer
+
+    def losses(name):
+        args = dict(model=str(student_yaml), teacher=str(teacher_pt), data=str(shapes_yaml), epochs=1, **TINY)
+        trainer = LDTrainer(overrides={**args, "project": str(tmp_path), "name": name, "teacher_min_map": 0})
+        trainer.train()
+        return (Path(trainer.save_dir) / "results.csv").read_text().splitlines()[1].split(",")[2:]
+
+    checked = losses("checked")
+    monkeypatch.setattr(LDTrainer, "check_teacher_on_val", lambda self: None)
+    assert losses("unchecked") == checked

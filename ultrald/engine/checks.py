@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
+import torch
 from ultralytics.data.utils import IMG_FORMATS, check_det_dataset
 
 from ..data.synthetic import resolve_data
@@ -17,6 +21,19 @@ from ..errors import DataError, RunInUseError, UltraldError
 
 RUN_LOCK = "ultrald.lock"  # in the run directory while a process trains into it: that process's pid
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextmanager
+def preserved_random_state():
+    """Run the block without moving Python's, NumPy's or torch's (CPU and CUDA) random streams: a check made after
+    Ultralytics seeded the run must not change the run it checks."""
+    py, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
 
 
 def one_line(error: BaseException) -> str:

@@ -50,7 +50,7 @@ from ..seam import (
     train_args,
 )
 from ..utils import ensure_offline_fonts
-from .checks import check_splits, data_error, hold_run, refuse_held_run, release_run
+from .checks import check_splits, data_error, hold_run, preserved_random_state, refuse_held_run, release_run
 from .teacher_stage import build_teacher
 
 TEACHER_RECORD = "teacher.json"  # in each run directory: the teacher's origin and its mAP on the val split
@@ -279,7 +279,8 @@ class DistillationTrainerMixin:
         device = a.device[0] if isinstance(a.device, (list, tuple)) else str(a.device).split(",")[0]
         batch = a.batch if isinstance(a.batch, int) and a.batch > 0 else 16
         args = dict(data=a.data, imgsz=a.imgsz, batch=batch, device=device, workers=a.workers, task=a.task)
-        with tempfile.TemporaryDirectory() as tmp:  # the validator's plots and files are not the run's
+        # the validator's plots and files are not the run's, nor may it move the seeded random streams training uses
+        with tempfile.TemporaryDirectory() as tmp, preserved_random_state():
             validator = self.validator_class(save_dir=Path(tmp), args={**args, "plots": False, "verbose": False})
             stats = validator(model=deepcopy(self.teacher))  # Ultralytics' validation fuses what it is given
         map50_95, map50 = (float(stats[f"metrics/{m}(B)"]) for m in ("mAP50-95", "mAP50"))
