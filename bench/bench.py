@@ -10,6 +10,10 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     full_fi    full + Ultralytics' feature imitation at the best dis
     minimal    the minimal logit-distillation recipe (cfg=minimal): LD and KD on the positives, student-score weights
     full_o2m   full on the one-to-many branch only (ld_o2o=0), for end-to-end students (YOLOv10, YOLO26)
+    full_own   full with the student's own label assignment (assign=student: the defaults before LAD)
+    full_lad   full with the teacher's label assignment (LAD) for the whole run (assign=teacher: the defaults)
+    full_lad_half  the same, handed back to the student's own assignment after half the epochs (assign_until=0.5)
+    full_mix   full with the assignment ranked by the mean of the teacher's and the student's predictions (assign=mix)
 
     python bench/bench.py                          # the documented run (hours on a 2-core CPU)
     python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
@@ -37,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ultrald.cfg import recipe
+from ultrald.cfg import LD_DEFAULTS, recipe
 
 SHAPES = recipe("shapes")  # the training settings, shared with the demo (ultrald/cfg/recipes/shapes.yaml)
 FI_DEFAULT_DIS = 6.0  # Ultralytics' default feature-imitation weight
@@ -54,9 +58,15 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     "full_no_ald": ("ld", {"ald": 0.0}),
     "minimal": ("ld", {k: v for k, v in recipe("minimal").items() if k != "dis"}),
     "full_o2m": ("ld", {"ld_o2o": 0.0}),
+    # teacher-guided label assignment (assign=, assign_until=)
+    "full_own": ("ld", {"assign": "student"}),
+    "full_lad": ("ld", {"assign": "teacher"}),
+    "full_lad_half": ("ld", {"assign": "teacher", "assign_until": 0.5}),
+    "full_mix": ("ld", {"assign": "mix"}),
 }
 OBB_ONLY = {"full_ald_l1", "full_no_ald"}
-OPTIONAL = {"full_o2m"}  # run when named: the one-to-one ablation of end-to-end students
+# run when named: the one-to-one ablation of end-to-end students, the assignment ablations
+OPTIONAL = {"full_o2m", "full_own", "full_lad", "full_lad_half", "full_mix"}
 
 
 # each dataset's size in the bench: images of its own side, as many as a 2-core CPU trains in minutes per run
@@ -145,6 +155,7 @@ def run_one(spec: dict) -> dict:
 
     from ultrald import trainer_for
     from ultrald.compare import read_results
+    from ultrald.distill.criterion import schedule_assignment
 
     if spec["trainer"] == "val":  # a given teacher: evaluate it on the bench's val split
         from ultralytics import YOLO
@@ -168,6 +179,8 @@ def run_one(spec: dict) -> dict:
     elif spec["trainer"] == "ld":  # the bench scores its teacher itself (its 'val' run), and a --tiny teacher scores 0
         overrides.update(teacher=spec["teacher"], teacher_min_map=0.0)
     trainer = trainer_cls(overrides=overrides)
+    if spec["trainer"] == "ld":  # assign_until's hand-over, whether or not the trainer registers it (idempotent)
+        trainer.add_callback("on_train_epoch_start", schedule_assignment)
     stamps: list[float] = []
     trainer.add_callback("on_train_batch_end", lambda t: stamps.append(time.perf_counter()))
     trainer.add_callback("on_train_epoch_start", lambda t: stamps.append(float("nan")))  # epoch boundary
@@ -243,6 +256,8 @@ def spec_for(setup: Setup, data: str, out: Path, teacher: str, config: str, seed
     trainer, overrides = CONFIGS[config]
     name = f"{config}-s{seed}" + "".join(f"-{k}{v}" for k, v in extra.items())
     args = {**train_args(setup, data, out, name, setup.student_model, setup.epochs, seed), **overrides, **extra}
+    if trainer == "ld":  # named in the spec, so that a run cached under the old default (assign=student) is not reused
+        args.setdefault("assign", LD_DEFAULTS["assign"])
     return {"trainer": trainer, "teacher": teacher, "args": args, "threads": setup.threads}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, cfg2dict
 from ultralytics.utils import YAML
 
+from ..distill.assign import ASSIGN_SOURCES
 from ..distill.criterion import KD_REGIONS, MAIN_WEIGHTS
 from ..distill.edges import BOX_FORMS
 from ..distill.losses import ANGLE_FORMS, KD_FORMS
@@ -59,6 +60,7 @@ RANGES = {
     "vlr_alpha": (lambda v: 0 <= v < 1, "must lie in [0, 1); the paper uses 0.25."),
     "vlr_scale": (lambda v: v > 0, "must be > 0 (virtual anchor side in strides)."),
     "dis_until": (lambda v: 0 <= v <= 1, f"{_FRACTION}: a fraction of the epochs (0: constant dis)."),
+    "assign_until": (lambda v: 0 <= v <= 1, f"{_FRACTION}: a fraction of the epochs (0: never hand over)."),
     "teacher_min_map": (lambda v: 0 <= v <= 1, f"{_FRACTION}: the teacher's mAP50 below which the run stops."),
 }
 # ultrald's keys with named values: key -> the registry that implements them
@@ -66,6 +68,7 @@ CHOICES = {
     "kd_type": KD_FORMS,
     "kd_region": KD_REGIONS,
     "main_weight": MAIN_WEIGHTS,
+    "assign": ASSIGN_SOURCES,
     "ld_box_type": BOX_FORMS,
     "ald_type": ANGLE_FORMS,
     "metric": METRICS,

@@ -12,9 +12,12 @@ from torch.profiler import record_function
 from ultralytics.utils import LOGGER
 from ultralytics.utils.loss import E2ELoss, v8DetectionLoss, v8OBBLoss
 from ultralytics.utils.tal import make_anchors
+from ultralytics.utils.torch_utils import unwrap_model
 
 from ..errors import NonFiniteError
 from ..registry import Registry
+from ..seam import assigned, e2e_weights, feature_model, feature_student
+from .assign import ASSIGN_SOURCES, Prediction, assign_mode, decode_prediction
 from .edges import box_distill, edge_target, expected_edges, kl_to_target
 from .losses import angle_distill, class_kd, kl_distill
 from .regions import hbb_overlaps, obb_overlaps, vlr_weights
@@ -113,22 +116,41 @@ class StepGuard:
 
 
 class AssignmentRecorder(nn.Module):
-    """Wrap an Ultralytics TAL assigner and keep the assignment of its last call in `last`.
+    """Wrap an Ultralytics TAL assigner, keep the assignment of its last call in `last`, and let the teacher guide it.
 
     Ultralytics' criteria use the assignment internally without returning it; the distillation terms need it to find
-    the main region and to weight it exactly like the DFL loss.
+    the main region and to weight it exactly like the DFL loss. With `mode` 'teacher' or 'mix' and a `guide` (the
+    teacher's `Prediction` of this batch), the assigner ranks the grid points by the teacher's (or the mixed)
+    prediction instead of the student's (LAD, see `assign.py`); Ultralytics' box, cls and DFL losses and every
+    distillation term then use that assignment. Mode 'student', or no guide, is Ultralytics' own call, unchanged.
     """
 
     def __init__(self, assigner: nn.Module):
-        """Wrap `assigner`."""
+        """Wrap `assigner`; the student's own assignment until `mode` and `guide` say otherwise."""
         super().__init__()
-        self.assigner, self.last = assigner, None
+        self.assigner, self.last, self.mode, self.guide = assigner, None, "student", None
 
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
-        """Run the wrapped assigner, record its inputs and outputs, and return its outputs unchanged."""
+        """Run the wrapped assigner on the prediction `mode` picks, record its inputs and outputs, and return them."""
+        if self.mode != "student" and self.guide is not None:
+            # the dtypes Ultralytics hands the assigner (the scores follow autocast, the boxes the ground truth's)
+            pick = ASSIGN_SOURCES[self.mode](Prediction(pd_scores, pd_bboxes), self.guide)
+            pd_scores, pd_bboxes = pick.scores.to(pd_scores.dtype), pick.bboxes.to(pd_bboxes.dtype)
         out = self.assigner(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
-        self.last = Assignment(gt_bboxes, mask_gt, out[2], out[3])
+        self.last = Assignment(gt_bboxes, mask_gt, *assigned(out))
         return out
+
+
+def schedule_assignment(trainer) -> None:
+    """Set the assignment source of the epoch starting (`assign`, `assign_until`) on the student's criterion.
+
+    An `on_train_epoch_start` callback of the LD trainers. Without it a criterion keeps the source of epoch 0.
+    """
+    model = unwrap_model(trainer.model)
+    model = feature_student(model) if feature_model(model) is not None else model  # dis > 0: the wrapped student
+    criterion = getattr(model, "criterion", None)
+    if hasattr(criterion, "schedule"):
+        criterion.schedule(trainer.epoch, trainer.epochs)
 
 
 class DistillationLoss:
@@ -147,11 +169,19 @@ class DistillationLoss:
     names = ("ld_loss", "vlr_loss", "kd_loss")
 
     def __init__(self, model: nn.Module, teacher: Callable[..., dict], guard: StepGuard | None = None, **kwargs):
-        """Build Ultralytics' criterion for `model` and record its assignments."""
+        """Build Ultralytics' criterion for `model`, record its assignments, and use the assignment of epoch 0."""
         super().__init__(model, **kwargs)
         self.teacher, self.guard, self.branch, self.bad = teacher, guard or StepGuard(), "one2many", []
         self.dense_kd = True  # False on a one-to-one branch taught by a dense head, whose duplicates it must not learn
+        self.guided = True  # False on a one-to-one branch: it keeps its own top-1 assignment (see LDE2ELoss)
         self.assigner = AssignmentRecorder(self.assigner)
+        self.schedule(0, self.hyp.epochs)
+
+    def schedule(self, epoch: int, epochs: int) -> None:
+        """Set the assignment source of `epoch` (0-based) of `epochs`: `assign` until `assign_until`, then 'student'."""
+        # getattr: the args of a run from before these keys existed mean Ultralytics' own assignment
+        assign, until = getattr(self.hyp, "assign", "student"), getattr(self.hyp, "assign_until", 0.0)
+        self.assigner.mode = assign_mode(assign, until, epoch, epochs) if self.guided else "student"
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the loss vector and items of a batch, zeroed (and counted) when the distillation is non-finite."""
@@ -162,11 +192,17 @@ class DistillationLoss:
 
         Non-finite teacher outputs or terms are recorded in `bad` and replaced by zeros; `__call__` skips the batch.
         """
-        with record_function("ultralytics loss"):  # labels for profilers: bench/cost.py splits a step by them
-            loss, items = super().loss(preds, batch)
-        teacher = self.teacher(batch["img"], self.branch)
+        teacher = self.teacher(batch["img"], self.branch)  # first: it may guide the assignment
+        self.bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
+        if self.assigner.mode != "student" and not self.bad:  # a non-finite batch is skipped: any assignment will do
+            with record_function("ultrald terms"):  # the decode is ultrald's cost (bench/cost.py sums the label)
+                self.assigner.guide = decode_prediction(teacher, *make_anchors(preds["feats"], self.stride, 0.5))
+        try:
+            with record_function("ultralytics loss"):  # labels for profilers: bench/cost.py splits a step by them
+                loss, items = super().loss(preds, batch)
+        finally:
+            self.assigner.guide = None  # never a stale batch's teacher
         with record_function("ultrald terms"):
-            self.bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
             terms = torch.zeros(len(self.names), device=loss.device)
             if not self.bad:
                 terms = self.distill(preds, teacher, self.assigner.last)
@@ -259,6 +295,11 @@ class LDE2ELoss(E2ELoss):
     (0 distils one-to-many only).
 
     The distillation columns report both branches, weighted as they enter the loss.
+
+    Teacher-guided assignment (`assign`) applies to the one-to-many branch only. The one-to-one branch keeps its own
+    top-1 assignment: NMS-free inference keeps exactly the grid point the branch itself ranks first, so its positive
+    must be the one its own scores make first; a dense teacher's favourite point, ranked among its duplicates, need
+    not be, and after the hand-over the branch would have to move its one positive.
     """
 
     def __init__(self, model: nn.Module, teacher: Callable[..., dict], loss_fn: type):
@@ -267,6 +308,13 @@ class LDE2ELoss(E2ELoss):
         super().__init__(model, lambda m, **kw: loss_fn(m, teacher, guard, **kw))
         self.guard, self.one2one.branch, self.names = guard, "one2one", loss_fn.names
         self.one2one.dense_kd = getattr(teacher, "end2end", False)
+        self.one2one.guided = False
+        self.schedule(0, self.one2one.hyp.epochs)
+
+    def schedule(self, epoch: int, epochs: int) -> None:
+        """Set both branches' assignment source for `epoch` (the one-to-one branch always keeps its own)."""
+        self.one2many.schedule(epoch, epochs)
+        self.one2one.schedule(epoch, epochs)
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the weighted sum of both branches' loss vectors and the one-to-one items with both branches' terms."""
@@ -274,8 +322,9 @@ class LDE2ELoss(E2ELoss):
         (l_m, i_m), (l_o, i_o) = (c.loss(preds[c.branch], batch) for c in (self.one2many, self.one2one))
         n, w = len(self.names), self.one2one.hyp.ld_o2o
         l_o = torch.cat((l_o[:-n], l_o[-n:] * w))
-        items = {**i_o, **{k: i_m[k] * self.o2m + i_o[k] * w * self.o2o for k in self.names}}
-        return self.guard.apply(l_m * self.o2m + l_o * self.o2o, items, self.one2many.bad + self.one2one.bad)
+        o2m, o2o = e2e_weights(self)
+        items = {**i_o, **{k: i_m[k] * o2m + i_o[k] * w * o2o for k in self.names}}
+        return self.guard.apply(l_m * o2m + l_o * o2o, items, self.one2many.bad + self.one2one.bad)
 
 
 def build_criterion(model: nn.Module, teacher: Callable[..., dict], loss_fn: type) -> Callable:

@@ -28,7 +28,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
 from ..data.synthetic import resolve_data
-from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion
+from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_assignment
 from ..distill.teacher import (
     IN_MEMORY,
     TeacherHead,
@@ -188,6 +188,7 @@ class DistillationTrainerMixin:
             self._remove_unused_run()
             raise
         self.add_callback("on_train_epoch_start", schedule_feature_term)
+        self.add_callback("on_train_epoch_start", schedule_assignment)
         self.add_callback("on_train_batch_end", count_step)
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
@@ -360,7 +361,7 @@ class DistillationTrainerMixin:
             LOGGER.info(
                 f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
                 f"{a.kd_type}, {a.kd_region}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, "
-                f"scale={a.vlr_scale}){angle} dis={a.dis}"
+                f"scale={a.vlr_scale}){angle} dis={a.dis} assign={a.assign}"
             )
 
     def save_model(self):
