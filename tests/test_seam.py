@@ -101,7 +101,21 @@ def test_feature_distillation_wrapper_and_setup(models):
     assert wrapped.dis == 2.5, V
     assert seam.release_feature_teacher(wrapped) is student and wrapped.teacher_model is None, V
 
-    assert callable(getattr(BaseTrainer, "_setup_train", None)), V
-    trainer, seen = SimpleNamespace(args=SimpleNamespace(distill_model="t.pt")), []
-    seam.setup_train(trainer, lambda: seen.append(trainer.args.distill_model), dense)
-    assert seen == [dense] and trainer.args.distill_model == "t.pt"
+    assert callable(getattr(BaseTrainer, "_setup_train", None)), V  # the private method SetupHooks wraps
+    seen = []
+
+    class Base:
+        def _setup_train(self):
+            seen.append(("setup", self.args.distill_model))
+
+    class Trainer(seam.SetupHooks, Base):
+        args = SimpleNamespace(distill_model="t.pt")
+
+        def feature_teacher(self):
+            return dense
+
+        def after_setup(self):
+            seen.append(("after", self.args.distill_model))
+
+    Trainer()._setup_train()
+    assert seen == [("setup", dense), ("after", "t.pt")]  # the module during the setup, the path after it

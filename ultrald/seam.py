@@ -34,18 +34,33 @@ class SeamError(UltraldError, RuntimeError):
         )
 
 
-def setup_train(trainer: Any, base_setup: Any, feature_teacher: nn.Module | None) -> None:
-    """Run Ultralytics' trainer setup (`BaseTrainer._setup_train`, passed as `base_setup`) with `args.distill_model`
-    set to `feature_teacher` for its duration: the only way to hand its feature term (DistillationModel, which hooks
-    the teacher's layers when built there) the teacher module ultrald already holds, instead of a second copy read
-    from the path. The args keep the path."""
-    path = trainer.args.distill_model
-    if feature_teacher is not None:
-        trainer.args.distill_model = feature_teacher
-    try:
-        base_setup()
-    finally:
-        trainer.args.distill_model = path
+class SetupHooks:
+    """Trainer mixin: public hooks around Ultralytics' private `BaseTrainer._setup_train`, the one place the model,
+    EMA, optimizer and Ultralytics' feature term (DistillationModel) are built.
+
+    `feature_teacher()` returns the teacher module Ultralytics' feature term should hook (None: none); it is put in
+    `args.distill_model` for the setup's duration only (DistillationModel hooks the teacher's layers when built there,
+    and would otherwise read a second copy from the path; the args keep the path). `after_setup()` runs once the EMA
+    copy exists, so what it attaches to the model (the distillation criterion) stays out of the EMA and checkpoints.
+    """
+
+    def feature_teacher(self) -> nn.Module | None:
+        """The teacher module of Ultralytics' feature term, or None."""
+        return None
+
+    def after_setup(self) -> None:
+        """Run after Ultralytics' setup."""
+
+    def _setup_train(self) -> None:
+        """Ultralytics' setup with `feature_teacher()` as `distill_model`, then `after_setup()`."""
+        path, teacher = self.args.distill_model, self.feature_teacher()
+        if teacher is not None:
+            self.args.distill_model = teacher
+        try:
+            super()._setup_train()
+        finally:
+            self.args.distill_model = path
+        self.after_setup()
 
 
 def merge_cli_args(args: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..errors import NonFiniteError
 from ..registry import Registry
-from ..seam import assigned, e2e_weights, feature_model, feature_student
+from ..seam import assigned, e2e_weights, feature_model, feature_student, is_end2end
 from .assign import ASSIGN_SOURCES, Prediction, assign_mode, decode_prediction
 from .edges import box_distill, edge_target, expected_edges, kl_to_target
 from .losses import angle_distill, class_kd, kl_distill
@@ -329,7 +329,7 @@ class LDE2ELoss(E2ELoss):
 
 def build_criterion(model: nn.Module, teacher: Callable[..., dict], loss_fn: type) -> Callable:
     """Return the distillation criterion for a student: `loss_fn(model, teacher)`, or LDE2ELoss for end-to-end heads."""
-    if getattr(model.model[-1], "one2one_cv2", None) is not None:
+    if is_end2end(model):
         return LDE2ELoss(model, teacher, loss_fn)
     return loss_fn(model, teacher)
 

@@ -40,13 +40,13 @@ from ..errors import Interrupted, NonFiniteError, ResumeError, TeacherError, Ult
 from ..eval import Benchmark
 from ..models import resolve_model
 from ..seam import (
+    SetupHooks,
     feature_model,
     feature_student,
     read_checkpoint_dict,
     release_feature_teacher,
     resumable,
     set_feature_weight,
-    setup_train,
     train_args,
 )
 from ..utils import ensure_offline_fonts
@@ -127,7 +127,7 @@ def count_step(trainer) -> None:
     trainer.distill_steps += 1
 
 
-class DistillationTrainerMixin:
+class DistillationTrainerMixin(SetupHooks):
     """Adds a frozen teacher and a distillation criterion to an Ultralytics trainer.
 
     Subclasses set `criterion_class`. `teacher=` is a checkpoint path or official name (kept in the args as an
@@ -340,14 +340,14 @@ class DistillationTrainerMixin:
         check_teacher(self.teacher, unwrap_model(self.model), self.args)
         self.teacher.to(self.device)
 
-    def _setup_train(self) -> None:
-        """Set up Ultralytics' training, then give the student the distillation criterion.
+    def feature_teacher(self) -> nn.Module | None:
+        """With `dis > 0` Ultralytics' feature term runs beside LD on the same teacher module: one teacher, one
+        forward per batch."""
+        return self.teacher if self.args.dis > 0 else None
 
-        With `dis > 0` Ultralytics wraps the student in its DistillationModel; it is handed the teacher module itself
-        (for the duration of the setup only, so the args keep the path), so one teacher serves both terms. The
-        criterion is set after the EMA copy is made, so the EMA (and every checkpoint) keeps a teacher-free criterion.
-        """
-        setup_train(self, super()._setup_train, self.teacher if self.args.dis > 0 else None)
+    def after_setup(self) -> None:
+        """Give the student the distillation criterion, after Ultralytics' setup made the EMA copy (so the EMA and
+        every checkpoint keep a teacher-free criterion)."""
         model = unwrap_model(self.model)
         if feature_model(model) is not None:  # its teacher forward serves LD too, read from a hook
             student, self.teacher_head = feature_student(model), TeacherHead(self.teacher, shared=True)
