@@ -520,6 +520,26 @@ def _photo_pipeline(cfg: PhotoConfig):
     )
 
 
+def _icon_fill(cls: int, rng: np.random.Generator, under: np.ndarray, shape: np.ndarray, centre, corner, s: int):
+    """Return the colours (h, w, 3) of an icon over the image window `under`: a sticker (class 3) is a photo disc in
+    a light rim (`shape`, the icon's outline around its centre, scaled in), the others flat or a linear gradient
+    clear of the photo beneath."""
+    (h, w), (x0, y0) = under.shape[:2], corner
+    fill = np.empty((h, w, 3))
+    if cls == 3:
+        fill[:] = rng.uniform(200, 255, 3)
+        disc = np.zeros((s, s), np.uint8)
+        inner = np.round((shape * rng.uniform(0.75, 0.9) + centre) * 16).astype(np.int32)
+        cv2.fillPoly(disc, [inner], 255, cv2.LINE_AA, shift=4)
+        d = disc[y0 : y0 + h, x0 : x0 + w, None] / 255
+        return fill * (1 - d) + _photo_crop(rng, w, h) * d
+    c0 = _colour_apart(rng, under.mean((0, 1)), 60)
+    c1 = c0 if rng.random() < 0.5 else rng.uniform(0, 255, 3)
+    t = np.linspace(0, 1, h)[:, None, None]
+    fill[:] = c0 * (1 - t) + c1 * t
+    return fill
+
+
 def draw_photo(cfg: PhotoConfig, rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, list[str]]:
     """Draw one photo image; labels are the boxes of each icon's outline after the whole-image transform.
 
@@ -555,19 +575,7 @@ def draw_photo(cfg: PhotoConfig, rng: np.random.Generator, split: str = "train")
             shadow = cv2.GaussianBlur(cv2.warpAffine(alpha, shift, (s, s)), (0, 0), rng.uniform(1, 3))
             img *= 1 - shadow.astype(float)[..., None] / 255 * rng.uniform(0.3, 0.6)
         x0, y0, x1, y1 = int(box[0]), int(box[1]), int(np.ceil(box[2])), int(np.ceil(box[3]))
-        fill = np.empty((y1 - y0, x1 - x0, 3))
-        if cls == 3:  # sticker: a photo disc in a light rim
-            fill[:] = rng.uniform(200, 255, 3)
-            disc = np.zeros((s, s), np.uint8)
-            inner = np.round((poly * rng.uniform(0.75, 0.9) * half @ rot.T + centre) * 16).astype(np.int32)
-            cv2.fillPoly(disc, [inner], 255, cv2.LINE_AA, shift=4)
-            d = disc[y0:y1, x0:x1, None] / 255
-            fill = fill * (1 - d) + _photo_crop(rng, x1 - x0, y1 - y0) * d
-        else:  # flat or a linear gradient, clear of the photo beneath
-            c0 = _colour_apart(rng, img[y0:y1, x0:x1].mean((0, 1)), 60)
-            c1 = c0 if rng.random() < 0.5 else rng.uniform(0, 255, 3)
-            t = np.linspace(0, 1, y1 - y0)[:, None, None]
-            fill[:] = c0 * (1 - t) + c1 * t
+        fill = _icon_fill(cls, rng, img[y0:y1, x0:x1], poly * half @ rot.T, centre, (x0, y0), s)
         a = a[y0:y1, x0:x1] * rng.uniform(*cfg.opacity)
         img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - a) + fill * a
         outlines.append(outline)
