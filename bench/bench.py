@@ -41,6 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+if __package__ in {None, ""}:  # run as a script (python bench/X.py): import its package, the repository's bench/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from ultrald.cfg import LD_DEFAULTS, recipe
 
 SHAPES = recipe("shapes")  # the training settings, shared with the demo (ultrald/cfg/recipes/shapes.yaml)
@@ -84,7 +87,7 @@ BENCH_DATA = {
 class Setup:
     """The benchmark's fixed settings (the same for every run); 0 sizes are the dataset's own (BENCH_DATA)."""
 
-    data: str = "shapes"  # an embedded dataset (ultrald.data.synthetic.SYNTHETIC); its task picks the models' head
+    data: str = "shapes"  # a benchmark dataset (bench.synthetic.SYNTHETIC); its task picks the models' head
     task: str = "detect"  # set from the dataset
     teacher_model: str = "yolov8-w25.yaml"  # YOLOv8n's size; on an OBB dataset the -obb counterpart
     student_model: str = SHAPES["model"]  # half its width
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         a.result.write_text(json.dumps(run_one(json.loads(a.one))))
         return 0
 
-    from ultrald.data.synthetic import SYNTHETIC
+    from bench.synthetic import SYNTHETIC
 
     if a.data not in SYNTHETIC:
         raise SystemExit(f"--data {a.data}: known datasets are {list(SYNTHETIC)}")
@@ -414,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.utils import DATASETS_DIR
 
-    from ultrald.data.synthetic import generate_named
+    from bench.synthetic import generate_named
     from ultrald.models import resolve_model
     from ultrald.utils import ensure_offline_fonts
 

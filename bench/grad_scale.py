@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from types import SimpleNamespace
+
+if __package__ in {None, ""}:  # run as a script (python bench/X.py): import its package, the repository's bench/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def grad_scale(student: str, teacher: str, data: str, batches: int = 4, **overrides) -> dict[str, tuple]:
@@ -22,8 +26,8 @@ def grad_scale(student: str, teacher: str, data: str, batches: int = 4, **overri
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.nn.tasks import load_checkpoint
 
+    from bench.synthetic import resolve_data
     from ultrald.cfg import check_ld_args, ld_cfg
-    from ultrald.data.synthetic import resolve_data
     from ultrald.distill.criterion import LDDetectionLoss, LDOBBLoss
     from ultrald.distill.teacher import TeacherHead, head_task, load_teacher
 

@@ -66,7 +66,7 @@ def shapes_teacher(out: Path, epochs: int) -> Path:
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from ultrald.cfg import recipe
-    from ultrald.data.synthetic import resolve_data
+    from ultrald.data.shapes import resolve_data
     from ultrald.models import resolve_model
 
     best = out / "shapes-teacher" / "weights" / "best.pt"

@@ -52,8 +52,7 @@ def test_grad_scale_reports_every_term_on_the_logits_it_trains(untrained_teacher
     import torch
 
     teacher_pt = untrained_teacher_pt  # any valid teacher: the test is about which logits each term reaches
-    sys.path.insert(0, str(BENCH.parent))
-    from grad_scale import grad_scale
+    from bench.grad_scale import grad_scale
 
     ckpt = torch.load(teacher_pt, weights_only=False)  # a student that is not the teacher: its weights perturbed
     g = torch.Generator().manual_seed(0)
@@ -72,8 +71,7 @@ def test_grad_scale_reports_every_term_on_the_logits_it_trains(untrained_teacher
 
 @pytest.mark.slow
 def test_cost_splits_a_step_into_its_labelled_parts(teacher_pt, shapes_yaml, student_yaml, tmp_path):
-    sys.path.insert(0, str(BENCH.parent))
-    from cost import cost
+    from bench.cost import cost
 
     r = cost(str(teacher_pt), warmup=1, data=str(shapes_yaml), model=str(student_yaml), imgsz=64, batch=8,
              project=str(tmp_path), **ANY_TEACHER)  # fmt: skip

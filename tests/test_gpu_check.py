@@ -2,7 +2,6 @@
 block complete and passing; and its numerics check failing on each kind of broken record."""
 
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -28,11 +27,10 @@ def report(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    """The script as a module (bench/ is not a package), for its check function."""
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The script as a module of the bench package, for its check function."""
+    from bench import gpu_check
+
+    return gpu_check
 
 
 def test_every_configuration_timed(report):

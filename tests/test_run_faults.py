@@ -27,7 +27,7 @@ from ultrald.cli import entrypoint
 from ultrald.distill.criterion import StepGuard
 from ultrald.engine.checks import RUN_LOCK, hold_run, release_run, run_holder
 from ultrald.engine.trainer import DDP_OWNER, DistillationTrainerMixin
-from ultrald.errors import DataError, Interrupted, NonFiniteError, RunInUseError, UltraldError
+from ultrald.errors import DataError, Interrupted, NonFiniteError, RunInUseError
 
 
 def args(project: Path, name: str, student_yaml, data, teacher, **kw) -> dict:
@@ -92,18 +92,6 @@ def test_data_error_is_one_line_and_leaves_no_run(
         LDTrainer(overrides={**overrides, "teacher": YOLO(str(untrained_teacher_pt))})
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
     assert not project.exists() or not any(project.iterdir())  # Ultralytics' run directory was removed
-
-
-def test_missing_optional_extra_leaves_no_run(tmp_path, untrained_teacher_pt, student_yaml, monkeypatch):
-    """data=digits without scikit-learn: ultrald's own one-line error, and the run directory made for it removed."""
-    from ultralytics import YOLO
-
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if not installed
-    project = tmp_path / "runs"
-    overrides = args(project, "train", student_yaml, "digits", untrained_teacher_pt, exist_ok=False)
-    with pytest.raises(UltraldError, match=r"data=digits needs scikit-learn: pip install"):
-        LDTrainer(overrides={**overrides, "teacher": YOLO(str(untrained_teacher_pt))})
-    assert not project.exists() or not any(project.iterdir())
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from helpers import digest
 
-from ultrald.data import synthetic
-from ultrald.data.synthetic import SYNTHETIC, config_of, generate_named, resolve_data
+from bench import synthetic
+from bench.synthetic import SYNTHETIC, config_of, generate_named, resolve_data
 
 TINY = dict(n_train=6, n_val=3)
 
@@ -90,10 +90,10 @@ def test_overrides_unknown_names_and_missing_packages(monkeypatch, tmp_path, cap
     with pytest.raises(ImportError, match="needs nosuch"):
         resolve_data("crowd")
     assert not any(tmp_path.iterdir())
-    # `yolo-ld` reports it as a user's error: exit 2, one line naming the package, no traceback
+    # the package knows only its own embedded set: `yolo-ld data crowd` says where the benchmark's sets are
     assert entrypoint(["data", "crowd"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("yolo-ld: error: data=crowd needs nosuch: pip install 'ultrald[bench]'")
+    assert "the embedded datasets are ['shapes', 'shapes-obb']" in err and "python bench/synthetic.py crowd" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 

@@ -128,7 +128,7 @@ def student(mode: str, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 def run(mode: str, overrides: dict[str, Any]) -> Any:
     """Run `mode` ('train', 'compare', 'val', 'predict', 'export', ...) on the model named in `overrides`."""
-    from .data.synthetic import resolve_data
+    from .data.shapes import resolve_data
     from .engine.trainer import trainer_for
 
     yolo, overrides = student(mode, overrides)
@@ -188,11 +188,14 @@ def main(args: list[str]) -> int:
 
         return demo(args[1:])
     elif first == "data":
-        from .data.synthetic import SYNTHETIC, resolve_data
+        from .data.shapes import EMBEDDED, resolve_data
 
         name = args[1] if len(args) > 1 else "shapes"
-        if name not in SYNTHETIC:
-            raise SyntaxError(f"'yolo-ld data {name}': known datasets are {list(SYNTHETIC)}")
+        if name not in EMBEDDED:
+            raise SyntaxError(
+                f"'yolo-ld data {name}': the embedded datasets are {list(EMBEDDED)} (the benchmark's others: "
+                f"'python bench/synthetic.py {name}' in the repository)."
+            )
         print(resolve_data(name))
     else:
         mode, overrides = parse_args(args)

@@ -28,7 +28,7 @@ from ultralytics.models.yolo.obb import OBBTrainer
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER, colorstr
 
-from .data.synthetic import resolve_data
+from .data.shapes import resolve_data
 from .distill.teacher import file_hash
 from .engine.teacher_stage import data_digest
 from .engine.trainer import TEACHER_RECORD, resume_checkpoint, trainer_for

@@ -141,3 +141,16 @@ def generate(root: str | Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
 
     meta, splits = {"version": VERSION, **asdict(cfg)}, {"train": cfg.n_train, "val": cfg.n_val}
     return generate_synthetic(root, meta, splits, draw, CLASSES[: cfg.classes], cfg.seed)
+
+
+EMBEDDED = {"shapes": "detect", "shapes-obb": "obb"}  # data=<name> -> the task of the embedded set
+
+
+def resolve_data(data: str | Path | None) -> str | Path | None:
+    """Return the data.yaml of the embedded set `data` ('shapes', 'shapes-obb'; drawn once under Ultralytics' datasets
+    dir), else `data` as it is."""
+    if str(data) not in EMBEDDED:
+        return data
+    from ultralytics.utils import DATASETS_DIR
+
+    return str(generate(DATASETS_DIR / f"ultrald-{data}", ShapesConfig(task=EMBEDDED[str(data)])))

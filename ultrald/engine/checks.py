@@ -16,7 +16,7 @@ import psutil
 import torch
 from ultralytics.data.utils import IMG_FORMATS, check_det_dataset
 
-from ..data.synthetic import resolve_data
+from ..data.shapes import resolve_data
 from ..errors import DataError, RunInUseError, UltraldError
 
 RUN_LOCK = "ultrald.lock"  # in the run directory while a process trains into it: that process's pid

@@ -24,7 +24,7 @@ from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
 from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
 
-from ..data.synthetic import resolve_data
+from ..data.shapes import resolve_data
 from ..distill.teacher import IN_MEMORY, file_hash, head_task, load_teacher, teacher_hash
 from ..errors import ResumeError, TeacherError
 from ..models import resolve_model, resolve_weights

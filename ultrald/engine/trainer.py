@@ -27,7 +27,7 @@ from ultralytics.utils.files import get_latest_run
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
-from ..data.synthetic import resolve_data
+from ..data.shapes import resolve_data
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_assignment
 from ..distill.teacher import (
     IN_MEMORY,

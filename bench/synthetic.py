@@ -1,9 +1,9 @@
-"""The embedded synthetic datasets, drawn offline and deterministically, generated once: `data=<name>`.
+"""The benchmark's synthetic datasets, drawn offline and deterministically, generated once: `bench.py --data <name>`.
 
 Each set is a frozen config, a `draw(cfg, rng, split) -> (image (H, W, 3) uint8 BGR, label lines)` and a `Spec` in
-`SYNTHETIC`, so `data=<name>` resolves to a cached dataset:
+`SYNTHETIC`, so `--data <name>` resolves to a cached dataset (`python bench/synthetic.py NAME` prints its yaml):
 
-- `shapes`, `shapes-obb`: a few filled polygons of eight classes on textured clutter (`shapes.py`), the demo's data.
+- `shapes`, `shapes-obb`: ultrald's own embedded set (`ultrald/data/shapes.py`, `data=shapes`), drawn by its generator.
 
 - `digits` (detect): ten classes of small handwritten digits (scikit-learn's bundled 8x8 digits, different writing
   samples in train and val) among strokes and letters that belong to no class.
@@ -12,7 +12,8 @@ Each set is a frozen config, a `draw(cfg, rng, split) -> (image (H, W, 3) uint8 
   albumentations (affine, perspective, blur, noise, JPEG, colour) that move the labels with the pixels.
 - `crowd-obb` (obb): dense rows of elongated rotated vehicles and boats, DOTA-like, with lane lines as distractors.
 
-scikit-learn, scikit-image and albumentations are optional (`pip install 'ultrald[bench]'`) and imported lazily.
+scikit-learn, scikit-image and albumentations are optional (`pip install -e '.[bench]'`) and imported lazily. These
+sets live here, not in the package: they exist for the benchmark.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import UltraldError
-from .common import generate_synthetic
-from .shapes import CLASSES as SHAPES
-from .shapes import SetSize, ShapesConfig, background, draw_image, label_lines, overlap
+from ultrald.data.common import generate_synthetic
+from ultrald.data.shapes import CLASSES as SHAPES
+from ultrald.data.shapes import SetSize, ShapesConfig, background, generate, label_lines, overlap
+from ultrald.errors import UltraldError
 
 
 class MissingDependency(UltraldError, ImportError):
@@ -604,22 +605,16 @@ class Spec:
     task: str  # 'detect' or 'obb'
     config: Any  # a frozen config dataclass with n_train, n_val, imgsz, objects and seed
     names: tuple[str, ...]
-    draw: Callable[[Any, np.random.Generator, str], tuple[np.ndarray, list[str]]]
+    draw: Callable[[Any, np.random.Generator, str], tuple[np.ndarray, list[str]]] | None  # None: ultrald's shapes
     needs: tuple[tuple[str, str], ...] = ()  # (module, pip name) of optional packages
     version: int = 1  # bump when the drawing changes, so cached datasets are regenerated
 
 
-def draw_shapes(cfg: ShapesConfig, rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, list[str]]:
-    """Draw one image of the embedded shapes (see `shapes.py`)."""
-    img, objects = draw_image(cfg, rng)
-    return img, label_lines(objects, cfg.task, cfg.imgsz)
-
-
 SKLEARN, SKIMAGE, ALBUMENTATIONS = ("sklearn", "scikit-learn"), ("skimage", "scikit-image"), ("albumentations",) * 2
-# data=<name> -> the embedded dataset; shapes and shapes-obb need nothing beyond ultrald's own dependencies
+# --data <name> -> the dataset; shapes and shapes-obb are ultrald's own (its generator and cache, draw=None here)
 SYNTHETIC: dict[str, Spec] = {
-    "shapes": Spec("detect", ShapesConfig(task="detect"), SHAPES, draw_shapes),
-    "shapes-obb": Spec("obb", ShapesConfig(task="obb"), SHAPES, draw_shapes),
+    "shapes": Spec("detect", ShapesConfig(task="detect"), SHAPES, None),
+    "shapes-obb": Spec("obb", ShapesConfig(task="obb"), SHAPES, None),
     "digits": Spec("detect", DigitsConfig(), DIGITS, draw_digits, (SKLEARN,)),
     "crowd": Spec("detect", CrowdConfig(), CROWD, draw_crowd),
     "photo": Spec("detect", PhotoConfig(), ICONS, draw_photo, (SKLEARN, SKIMAGE, ALBUMENTATIONS)),
@@ -640,6 +635,8 @@ def generate_named(name: str, root: str | Path, **overrides) -> Path:
     `overrides` replace config fields, e.g. `n_train=6`. Raises MissingDependency when an optional package is missing.
     """
     cfg, spec = config_of(name, **overrides), SYNTHETIC[name]
+    if spec.draw is None:
+        return generate(root, cfg)
     _require(name, spec.needs)
 
     def draw(rng: np.random.Generator, split: str) -> tuple[np.ndarray, list[str]]:
@@ -651,9 +648,15 @@ def generate_named(name: str, root: str | Path, **overrides) -> Path:
 
 
 def resolve_data(data: str | Path | None) -> str | Path | None:
-    """Return the data.yaml of the embedded dataset `data` (generated once under DATASETS_DIR), else `data` as is."""
+    """Return the data.yaml of the set `data` (generated once under Ultralytics' datasets dir), else `data` as is."""
     if str(data) not in SYNTHETIC:
         return data
     from ultralytics.utils import DATASETS_DIR
 
     return str(generate_named(str(data), DATASETS_DIR / f"ultrald-{data}"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(resolve_data(sys.argv[1] if len(sys.argv) > 1 else "shapes"))
