@@ -36,7 +36,8 @@ def draw_folder(root: Path, n: int, imgsz: int, seed: int = 0) -> Path:
             if cls == 1 and i % 25 == 24:
                 x = imgsz - s // 2  # past the border: clipped by the converter, and counted
             if cls == 0:
-                cv2.rectangle(img, (x + s // 2 - s // 10, y + s // 2), (x + s // 2 + s // 10, y + s - 1), (30, 60, 90), -1)
+                trunk = ((x + s // 2 - s // 10, y + s // 2), (x + s // 2 + s // 10, y + s - 1))
+                cv2.rectangle(img, *trunk, (30, 60, 90), -1)
                 cv2.circle(img, (x + s // 2, y + s // 3), s // 3, (40, int(rng.integers(140, 220)), 40), -1)
                 box = (x + s // 6, y, x + s - s // 6, y + s)
             else:

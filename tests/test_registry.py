@@ -57,3 +57,40 @@ def test_the_check_reads_the_registries_the_criterion_uses():
     assert CHOICES["main_weight"] is MAIN_WEIGHTS and CHOICES["kd_region"] is KD_REGIONS
     assert CHOICES["kd_type"] is KD_FORMS and CHOICES["ald_type"] is ANGLE_FORMS and CHOICES["ld_box_type"] is BOX_FORMS
     assert MAIN_WEIGHTS["target"].floor == 1.0 and all(MAIN_WEIGHTS[k].floor < 1e-3 for k in ("student", "teacher"))
+
+
+def test_every_term_is_weighted_by_real_keys():
+    from ultrald.distill.criterion import TERMS, LDDetectionLoss, LDOBBLoss
+
+    assert set(LDOBBLoss.names) == set(TERMS) and set(LDDetectionLoss.names) < set(TERMS)  # OBB adds ald_loss only
+    assert all(k in LD_DEFAULTS for term in TERMS.values() for k in term.weights)
+
+
+def test_a_term_is_added_in_one_place(tmp_path, monkeypatch):
+    """Registering a term and naming it is all a new column takes: the criterion computes, normalises and logs it."""
+    from types import SimpleNamespace
+
+    from conftest import tiny_yaml
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ultrald.distill.criterion import TERMS, LDDetectionLoss, Term, by_main
+    from ultrald.distill.teacher import TeacherHead, load_teacher
+
+    half = Term(("ld",), "main", lambda b: TERMS["ld_loss"].compute(b) / 2, by_main)
+    monkeypatch.setitem(TERMS, "half_ld_loss", half)
+
+    class Extended(LDDetectionLoss):
+        names = (*LDDetectionLoss.names, "half_ld_loss")
+
+    torch.manual_seed(0)
+    student = DetectionModel(str(tiny_yaml(tmp_path / "s.yaml", 0.0625)), nc=3, verbose=False)
+    teacher = DetectionModel(str(tiny_yaml(tmp_path / "t.yaml", 0.125)), nc=3, verbose=False)
+    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS})
+    crit = Extended(student, TeacherHead(load_teacher(teacher)))
+    img = torch.rand(2, 3, 64, 64)
+    batch = dict(img=img, batch_idx=torch.tensor([0.0, 1.0]), cls=torch.tensor([[0.0], [1.0]]),
+                 bboxes=torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.6, 0.6, 0.4, 0.3]]))  # fmt: skip
+    loss, items = crit(student(img), batch)
+    assert len(loss) == 3 + 4 and list(items)[-4:] == [*LDDetectionLoss.names, "half_ld_loss"]
+    assert items["ld_loss"] > 0 and torch.allclose(items["half_ld_loss"], items["ld_loss"] / 2)

@@ -55,9 +55,9 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
 
     overrides = {k: v for k, v in SHAPES.items() if k not in {"model", "data"}}
     overrides.update(
-        teacher=resolve_model(cfg.teacher_model), teacher_epochs=cfg.teacher_epochs, teacher_min_map=cfg.teacher_min_map,
-        data=str(shapes_data(cfg)),
-        epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, nbs=cfg.batch, device=cfg.device, plots=False,
+        teacher=resolve_model(cfg.teacher_model), teacher_epochs=cfg.teacher_epochs,
+        teacher_min_map=cfg.teacher_min_map, data=str(shapes_data(cfg)), epochs=cfg.epochs, imgsz=cfg.imgsz,
+        batch=cfg.batch, nbs=cfg.batch, device=cfg.device, plots=False,
         project=str(Path(cfg.project).resolve().parent), name=Path(cfg.project).name,
     )  # fmt: skip
     # nbs = batch: an optimizer step every batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import NamedTuple
 
 import torch
@@ -153,6 +154,115 @@ def schedule_assignment(trainer) -> None:
         criterion.schedule(trainer.epoch, trainer.epochs)
 
 
+class Batch:
+    """What the distillation terms of one batch read. The per-row LD and KD losses are computed on first use, once,
+    and only when a term with a non-zero weight asks for them.
+
+    Attributes:
+        rows (tuple): (image, grid point) indices of the main region and the VLR, N rows.
+        w_main (torch.Tensor): (N,) each row's main-region weight (`main_weight`), zero off the positives.
+        w_vlr (torch.Tensor): (N,) each row's VLR weight (its IoU with the box), zero off the VLR.
+    """
+
+    def __init__(self, crit: DistillationLoss, preds: dict, teacher: dict, assigned: Assignment, main: MainWeight):
+        """Find the region of `assigned` and its weights."""
+        self.crit, self.h, self.preds, self.teacher, self.assigned = crit, crit.hyp, preds, teacher, assigned
+        w_main = main.weight(preds, teacher, assigned)  # (B, A), zero off the positives
+        with record_function("ultrald VLR region"):
+            w_vlr = crit.vlr_region(preds, assigned) if self.use_vlr else torch.zeros_like(w_main)
+        self.rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)
+        self.w_main, self.w_vlr = w_main[self.rows], w_vlr[self.rows]
+        self.main_norm = normalizer(w_main.sum(), main.floor)
+        self.zero = w_main.new_zeros(())
+
+    @property
+    def use_vlr(self) -> bool:
+        """Whether the VLR is distilled at all."""
+        return self.h.vlr and (self.h.vlr_ld > 0 or self.h.vlr_kd > 0)
+
+    @cached_property
+    def ld_rows(self) -> torch.Tensor:
+        """(N,) the LD loss of each row's four edges, whatever the two heads (`DistillationLoss.localization`)."""
+        with record_function("ultrald LD"):
+            s, t = (x["boxes"].transpose(1, 2)[self.rows] for x in (self.preds, self.teacher))  # (N, 4 * reg_max)
+            return self.crit.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
+
+    @cached_property
+    def kd_grid(self) -> torch.Tensor:
+        """(B, A) classification KD at every grid point (`kd_region=all`)."""
+        with record_function("ultrald KD"):
+            s, t = (x["scores"].transpose(1, 2) for x in (self.preds, self.teacher))  # (B, A, nc)
+            return class_kd(s, t, self.h.kd_temp, self.h.kd_type)
+
+    @cached_property
+    def kd_rows(self) -> torch.Tensor:
+        """(N,) classification KD of each row."""
+        if self.crit.kd_dense:
+            return self.kd_grid[self.rows]
+        with record_function("ultrald KD"):
+            s, t = (x["scores"].transpose(1, 2)[self.rows] for x in (self.preds, self.teacher))
+            return class_kd(s, t, self.h.kd_temp, self.h.kd_type)
+
+
+def ld_term(b: Batch) -> torch.Tensor:
+    """LD on the main region: each positive's edge KL times its main weight, times `ld`."""
+    return (b.ld_rows * b.w_main).sum() * b.h.ld if b.h.ld > 0 else b.zero
+
+
+def vlr_term(b: Batch) -> torch.Tensor:
+    """LD (`vlr_ld`) and KD (`vlr_kd`) on the valuable localization region, each point weighted by its IoU."""
+    if not b.use_vlr:
+        return b.zero
+    ld = b.ld_rows * b.h.vlr_ld if b.h.vlr_ld > 0 else b.zero
+    kd = b.kd_rows * b.h.vlr_kd if b.h.vlr_kd > 0 else b.zero
+    return ((ld + kd) * b.w_vlr).sum()
+
+
+def kd_term(b: Batch) -> torch.Tensor:
+    """Classification KD, times `kd`: over every grid point, each weighted 1 (`kd_region=all`), or on the main region
+    weighted like LD."""
+    if b.h.kd <= 0:
+        return b.zero
+    return b.kd_grid.sum() * b.h.kd if b.crit.kd_dense else (b.kd_rows * b.w_main).sum() * b.h.kd
+
+
+def kd_norm(b: Batch) -> torch.Tensor:
+    """Dense KD is divided by the target-score sum, as Ultralytics' cls loss; on the main region like LD."""
+    return normalizer(b.assigned.target_scores.sum()) if b.crit.kd_dense else b.main_norm
+
+
+def ald_term(b: Batch) -> torch.Tensor:
+    """OBB: the periodic angle term on the main region (`ald_type`), times `ald`."""
+    if b.h.ald <= 0:
+        return b.zero
+    s, t = (x["angle"][:, 0][b.rows] for x in (b.preds, b.teacher))  # (N,) radians
+    return (angle_distill(s, t, b.h.ald_type) * b.w_main).sum() * b.h.ald
+
+
+class Term(NamedTuple):
+    """A distillation term: its results.csv column is its registry name."""
+
+    weights: tuple[str, ...]  # the keys that weight it
+    region: str  # where it lives: 'main' (the positives), 'vlr', or 'dense' (every grid point) / 'main' (kd_region)
+    compute: Callable[[Batch], torch.Tensor]  # () its weighted sum over the region, before normalisation
+    norm: Callable[[Batch], torch.Tensor]  # () what it is divided by
+
+
+def by_main(b: Batch) -> torch.Tensor:
+    """The sum of the main weights, the DFL loss's own normaliser."""
+    return b.main_norm
+
+
+# column -> term; a criterion lists the columns it computes (`names`), in the results.csv order
+TERMS = Registry(
+    "term",
+    ld_loss=Term(("ld",), "main", ld_term, by_main),
+    vlr_loss=Term(("vlr_ld", "vlr_kd"), "vlr", vlr_term, by_main),
+    kd_loss=Term(("kd",), "dense (kd_region=all) or main", kd_term, kd_norm),
+    ald_loss=Term(("ald",), "main", ald_term, by_main),
+)
+
+
 class DistillationLoss:
     """Mixin for an Ultralytics criterion that appends the distillation terms `names` to its loss vector.
 
@@ -171,7 +281,7 @@ class DistillationLoss:
     def __init__(self, model: nn.Module, teacher: Callable[..., dict], guard: StepGuard | None = None, **kwargs):
         """Build Ultralytics' criterion for `model`, record its assignments, and use the assignment of epoch 0."""
         super().__init__(model, **kwargs)
-        self.teacher, self.guard, self.branch, self.bad = teacher, guard or StepGuard(), "one2many", []
+        self.teacher, self.guard, self.branch = teacher, guard or StepGuard(), "one2many"
         self.dense_kd = True  # False on a one-to-one branch taught by a dense head, whose duplicates it must not learn
         self.guided = True  # False on a one-to-one branch: it keeps its own top-1 assignment (see LDE2ELoss)
         self.assigner = AssignmentRecorder(self.assigner)
@@ -185,16 +295,18 @@ class DistillationLoss:
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the loss vector and items of a batch, zeroed (and counted) when the distillation is non-finite."""
-        return self.guard.apply(*super().__call__(preds, batch), self.bad)
+        return self.guard.apply(*self.distilled_loss(self.parse_output(preds), batch))
 
     def loss(self, preds: dict[str, torch.Tensor], batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return Ultralytics' loss vector with the distillation terms appended (times batch size), and its items.
+        """Ultralytics' `loss` contract: the loss vector with the distillation terms, and its items."""
+        return self.distilled_loss(preds, batch)[:2]
 
-        Non-finite teacher outputs or terms are recorded in `bad` and replaced by zeros; `__call__` skips the batch.
-        """
+    def distilled_loss(self, preds: dict[str, torch.Tensor], batch: dict) -> tuple[torch.Tensor, dict, list[str]]:
+        """Return Ultralytics' loss vector with the distillation terms appended (times batch size), its items, and
+        the names of what was non-finite (teacher outputs or terms), whose terms are then zeros."""
         teacher = self.teacher(batch["img"], self.branch)  # first: it may guide the assignment
-        self.bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
-        if self.assigner.mode != "student" and not self.bad:  # a non-finite batch is skipped: any assignment will do
+        bad = nonfinite({f"teacher {k}": v for k, v in teacher.items() if k in {"boxes", "scores", "angle"}})
+        if self.assigner.mode != "student" and not bad:  # a non-finite batch is skipped: any assignment will do
             with record_function("ultrald terms"):  # the decode is ultrald's cost (bench/cost.py sums the label)
                 self.assigner.guide = decode_prediction(teacher, *make_anchors(preds["feats"], self.stride, 0.5))
         try:
@@ -204,12 +316,12 @@ class DistillationLoss:
             self.assigner.guide = None  # never a stale batch's teacher
         with record_function("ultrald terms"):
             terms = torch.zeros(len(self.names), device=loss.device)
-            if not self.bad:
+            if not bad:
                 terms = self.distill(preds, teacher, self.assigner.last)
-                self.bad = nonfinite(dict(zip(self.names, terms)))
+                bad = nonfinite(dict(zip(self.names, terms)))
                 terms = torch.where(torch.isfinite(terms), terms, 0.0)
         batch_size = preds["scores"].shape[0]
-        return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}
+        return torch.cat((loss, terms * batch_size)), {**items, **dict(zip(self.names, terms.detach()))}, bad
 
     @property
     def kd_dense(self) -> bool:
@@ -217,49 +329,13 @@ class DistillationLoss:
         return self.hyp.kd > 0 and KD_REGIONS[self.hyp.kd_region] and self.dense_kd
 
     def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
-        """Return the weighted distillation terms of one batch, in the order of `names`.
+        """Return the registered terms `names` of one batch (`TERMS`), each divided by its normaliser."""
+        b = Batch(self, preds, teacher, assigned, MAIN_WEIGHTS[self.hyp.main_weight])
+        return torch.stack([t / TERMS[n].norm(b) for n, t in zip(self.names, self.terms(b))])
 
-        The main-region and VLR terms are divided by the sum of the main weights (`main_weight`), dense KD by the
-        target-score sum, as Ultralytics' cls loss is.
-        """
-        h = self.hyp
-        main = MAIN_WEIGHTS[h.main_weight]
-        w_main = main.weight(preds, teacher, assigned)  # (B, A), zero off the positives
-        use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
-        with record_function("ultrald VLR region"):
-            w_vlr = self.vlr_region(preds, assigned) if use_vlr else torch.zeros_like(w_main)
-        rows = (assigned.fg_mask | (w_vlr > 0)).nonzero(as_tuple=True)  # (image, grid point) of main region + VLR
-        terms = torch.stack(self.terms(preds, teacher, rows, w_main[rows], w_vlr[rows]))
-        norm = normalizer(w_main.sum(), main.floor).expand(len(terms)).clone()
-        if self.kd_dense:
-            norm[self.names.index("kd_loss")] = normalizer(assigned.target_scores.sum())
-        return terms / norm
-
-    def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
-        """Return (ld, vlr, kd), unnormalised sums over the region `rows` with main/VLR weights (N,) per row.
-
-        With `kd_region=all` the KD term instead sums over every grid point, each weighted 1 like Ultralytics' cls loss.
-        """
-        h = self.hyp
-        zero = w_main.new_zeros(())
-        use_vlr = h.vlr and (h.vlr_ld > 0 or h.vlr_kd > 0)
-        ld_rows = kd_rows = kd = zero
-        if h.ld > 0 or (use_vlr and h.vlr_ld > 0):
-            with record_function("ultrald LD"):
-                s, t = (x["boxes"].transpose(1, 2)[rows] for x in (preds, teacher))  # (N, 4 * reg_max)
-                ld_rows = self.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
-        if h.kd > 0 or (use_vlr and h.vlr_kd > 0):
-            with record_function("ultrald KD"):
-                s, t = (x["scores"].transpose(1, 2) for x in (preds, teacher))  # (B, A, nc)
-                if self.kd_dense:
-                    kd_grid = class_kd(s, t, h.kd_temp, h.kd_type)  # (B, A)
-                    kd, kd_rows = kd_grid.sum() * h.kd, kd_grid[rows]
-                else:
-                    kd_rows = class_kd(s[rows], t[rows], h.kd_temp, h.kd_type)
-                    kd = (kd_rows * w_main).sum() * h.kd
-        ld = (ld_rows * w_main).sum() * h.ld
-        vlr = ((ld_rows * h.vlr_ld + kd_rows * h.vlr_kd) * w_vlr).sum() if use_vlr else zero
-        return [ld, vlr, kd]
+    def terms(self, b: Batch) -> list[torch.Tensor]:
+        """Return the weighted sums of the terms `names` over their regions, before normalisation and stacking."""
+        return [TERMS[n].compute(b) for n in self.names]
 
     def localization(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Return the LD loss per row (N,) between edge outputs (N, 4, Ks) and (N, 4, Kt), whatever the two heads.
@@ -319,12 +395,13 @@ class LDE2ELoss(E2ELoss):
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the weighted sum of both branches' loss vectors and the one-to-one items with both branches' terms."""
         preds = self.one2many.parse_output(preds)
-        (l_m, i_m), (l_o, i_o) = (c.loss(preds[c.branch], batch) for c in (self.one2many, self.one2one))
+        branches = (self.one2many, self.one2one)
+        (l_m, i_m, b_m), (l_o, i_o, b_o) = (c.distilled_loss(preds[c.branch], batch) for c in branches)
         n, w = len(self.names), self.one2one.hyp.ld_o2o
         l_o = torch.cat((l_o[:-n], l_o[-n:] * w))
         o2m, o2o = e2e_weights(self)
         items = {**i_o, **{k: i_m[k] * o2m + i_o[k] * w * o2o for k in self.names}}
-        return self.guard.apply(l_m * o2m + l_o * o2o, items, self.one2many.bad + self.one2one.bad)
+        return self.guard.apply(l_m * o2m + l_o * o2o, items, b_m + b_o)
 
 
 def build_criterion(model: nn.Module, teacher: Callable[..., dict], loss_fn: type) -> Callable:
@@ -349,11 +426,3 @@ class LDOBBLoss(DistillationLoss, v8OBBLoss):
 
     names = (*DistillationLoss.names, "ald_loss")
     overlaps = staticmethod(obb_overlaps)
-
-    def terms(self, preds: dict, teacher: dict, rows: tuple, w_main: torch.Tensor, w_vlr: torch.Tensor) -> list:
-        """Return (ld, vlr, kd, ald)."""
-        angle = w_main.new_zeros(())
-        if self.hyp.ald > 0:
-            s, t = (x["angle"][:, 0][rows] for x in (preds, teacher))  # (N,) radians
-            angle = (angle_distill(s, t, self.hyp.ald_type) * w_main).sum() * self.hyp.ald
-        return [*super().terms(preds, teacher, rows, w_main, w_vlr), angle]
