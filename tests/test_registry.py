@@ -94,3 +94,35 @@ def test_a_term_is_added_in_one_place(tmp_path, monkeypatch):
     loss, items = crit(student(img), batch)
     assert len(loss) == 3 + 4 and list(items)[-4:] == [*LDDetectionLoss.names, "half_ld_loss"]
     assert items["ld_loss"] > 0 and torch.allclose(items["half_ld_loss"], items["ld_loss"] / 2)
+
+
+def test_the_distillation_config_is_checked_frozen_and_what_the_criterion_reads(tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from conftest import tiny_yaml
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ultrald.cfg import distill_config
+    from ultrald.distill.criterion import LDDetectionLoss, build_criterion
+    from ultrald.distill.teacher import TeacherHead, load_teacher
+
+    cfg = distill_config({"ld": 3.0, "epochs": 5})  # Ultralytics' keys are not ultrald's settings
+    assert cfg.ld == 3.0 and cfg.kd == LD_DEFAULTS["kd"] and not hasattr(cfg, "epochs")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.ld = 1.0
+    with pytest.raises(ValueError, match="'kd_type=x' is not one of"):
+        distill_config({"kd_type": "x"})
+
+    torch.manual_seed(0)
+    student = DetectionModel(str(tiny_yaml(tmp_path / "s.yaml", 0.0625)), nc=3, verbose=False)
+    teacher = DetectionModel(str(tiny_yaml(tmp_path / "t.yaml", 0.125)), nc=3, verbose=False)
+    student.args = SimpleNamespace(**{**DEFAULT_CFG_DICT, **LD_DEFAULTS})  # ld=16 there
+    img = torch.rand(2, 3, 64, 64)
+    batch = dict(img=img, batch_idx=torch.tensor([0.0, 1.0]), cls=torch.tensor([[0.0], [1.0]]),
+                 bboxes=torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.6, 0.6, 0.4, 0.3]]))  # fmt: skip
+    head = TeacherHead(load_teacher(teacher))
+    _, items = build_criterion(student, head, LDDetectionLoss)(student(img), batch)
+    _, off = build_criterion(student, head, LDDetectionLoss, distill_config({"ld": 0.0}))(student(img), batch)
+    assert items["ld_loss"] > 0 and off["ld_loss"] == 0  # the config passed down wins over the model's args

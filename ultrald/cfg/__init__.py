@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import field, make_dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -97,3 +98,21 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
         raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
     if (e := a.get("teacher_epochs")) is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
         raise ValueError(f"'teacher_epochs={e}' must be a whole number >= 1 (or unset: the student's epochs).")
+
+
+DistillConfig = make_dataclass(
+    "DistillConfig",
+    [(k, Any, field(default=v)) for k, v in LD_DEFAULTS.items()],
+    frozen=True,
+    namespace={"__doc__": "ultrald's settings of a run (the keys of default.yaml), checked and frozen: built once by "
+               "`distill_config` and passed down to the criterion and the checkpoint writer."},
+)  # fmt: skip
+
+
+def distill_config(args: dict | SimpleNamespace) -> DistillConfig:
+    """Return ultrald's keys of `args` (a run's args or a dict; missing keys take their defaults) as a DistillConfig,
+    after `check_ld_args`: an unknown option is a ValueError here, and a KeyError in any function handed one."""
+    a = args if isinstance(args, dict) else vars(args)
+    values = {k: a.get(k, v) for k, v in LD_DEFAULTS.items()}
+    check_ld_args(values)
+    return DistillConfig(**values)

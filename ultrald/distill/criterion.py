@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -22,6 +22,16 @@ from .assign import ASSIGN_SOURCES, Prediction, assign_mode, decode_prediction
 from .edges import box_distill, edge_target, expected_edges, kl_to_target
 from .losses import angle_distill, class_kd, kl_distill
 from .regions import hbb_overlaps, obb_overlaps, vlr_weights
+
+if TYPE_CHECKING:  # ultrald.cfg reads this module's registries to check the keys
+    from ..cfg import DistillConfig
+
+
+def config_of(model: nn.Module) -> DistillConfig:
+    """The checked, frozen settings of a bare model's args (a trainer passes the run's own)."""
+    from ..cfg import distill_config
+
+    return distill_config(model.args)
 
 
 class Assignment(NamedTuple):
@@ -166,7 +176,7 @@ class Batch:
 
     def __init__(self, crit: DistillationLoss, preds: dict, teacher: dict, assigned: Assignment, main: MainWeight):
         """Find the region of `assigned` and its weights."""
-        self.crit, self.h, self.preds, self.teacher, self.assigned = crit, crit.hyp, preds, teacher, assigned
+        self.crit, self.h, self.preds, self.teacher, self.assigned = crit, crit.cfg, preds, teacher, assigned
         w_main = main.weight(preds, teacher, assigned)  # (B, A), zero off the positives
         with record_function("ultrald VLR region"):
             w_vlr = crit.vlr_region(preds, assigned) if self.use_vlr else torch.zeros_like(w_main)
@@ -278,9 +288,17 @@ class DistillationLoss:
 
     names = ("ld_loss", "vlr_loss", "kd_loss")
 
-    def __init__(self, model: nn.Module, teacher: Callable[..., dict], guard: StepGuard | None = None, **kwargs):
+    def __init__(
+        self,
+        model: nn.Module,
+        teacher: Callable[..., dict],
+        guard: StepGuard | None = None,
+        cfg: DistillConfig | None = None,
+        **kwargs,
+    ):
         """Build Ultralytics' criterion for `model`, record its assignments, and use the assignment of epoch 0."""
         super().__init__(model, **kwargs)
+        self.cfg = cfg or config_of(model)
         self.teacher, self.guard, self.branch = teacher, guard or StepGuard(), "one2many"
         self.dense_kd = True  # False on a one-to-one branch taught by a dense head, whose duplicates it must not learn
         self.guided = True  # False on a one-to-one branch: it keeps its own top-1 assignment (see LDE2ELoss)
@@ -290,8 +308,8 @@ class DistillationLoss:
     def schedule(self, epoch: int, epochs: int) -> None:
         """Set the assignment source of `epoch` (0-based) of `epochs`: `assign` until `assign_until`, then 'student'."""
         # getattr: the args of a run from before these keys existed mean Ultralytics' own assignment
-        assign, until = getattr(self.hyp, "assign", "student"), getattr(self.hyp, "assign_until", 0.0)
-        self.assigner.mode = assign_mode(assign, until, epoch, epochs) if self.guided else "student"
+        c = self.cfg
+        self.assigner.mode = assign_mode(c.assign, c.assign_until, epoch, epochs) if self.guided else "student"
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the loss vector and items of a batch, zeroed (and counted) when the distillation is non-finite."""
@@ -326,11 +344,11 @@ class DistillationLoss:
     @property
     def kd_dense(self) -> bool:
         """Whether KD runs on every grid point (normalised like Ultralytics' cls loss) rather than the main region."""
-        return self.hyp.kd > 0 and KD_REGIONS[self.hyp.kd_region] and self.dense_kd
+        return self.cfg.kd > 0 and KD_REGIONS[self.cfg.kd_region] and self.dense_kd
 
     def distill(self, preds: dict, teacher: dict, assigned: Assignment) -> torch.Tensor:
         """Return the registered terms `names` of one batch (`TERMS`), each divided by its normaliser."""
-        b = Batch(self, preds, teacher, assigned, MAIN_WEIGHTS[self.hyp.main_weight])
+        b = Batch(self, preds, teacher, assigned, MAIN_WEIGHTS[self.cfg.main_weight])
         return torch.stack([t / TERMS[n].norm(b) for n, t in zip(self.names, self.terms(b))])
 
     def terms(self, b: Batch) -> list[torch.Tensor]:
@@ -343,7 +361,7 @@ class DistillationLoss:
         Same bins: the KL of the edge distributions. Other bins, or a reg_max=1 teacher: the KL to the teacher's edges
         mapped onto the student's bins. A reg_max=1 student: the box-level term on decoded edges, times `ld_box`.
         """
-        h, ks, kt = self.hyp, student.shape[-1], teacher.shape[-1]
+        h, ks, kt = self.cfg, student.shape[-1], teacher.shape[-1]
         if ks == 1:
             return box_distill(student[..., 0], expected_edges(teacher), h.ld_box_type) * h.ld_box
         if ks == kt:
@@ -355,11 +373,11 @@ class DistillationLoss:
         anchor_points, strides = make_anchors(preds["feats"], self.stride, 0.5)
         anchor_points = anchor_points * strides  # pixels
         gt = assigned.gt_bboxes.float()
-        iou, diou = self.overlaps(anchor_points, strides, gt, self.hyp.vlr_scale)
+        iou, diou = self.overlaps(anchor_points, strides, gt, self.cfg.vlr_scale)
         centres = gt[..., :2] if gt.shape[-1] == 5 else (gt[..., :2] + gt[..., 2:4]) / 2
         level_sizes = [f.shape[2] * f.shape[3] for f in preds["feats"]]
         return vlr_weights(
-            iou, diou, centres, anchor_points, level_sizes, assigned.mask_gt, assigned.fg_mask, self.hyp.vlr_alpha
+            iou, diou, centres, anchor_points, level_sizes, assigned.mask_gt, assigned.fg_mask, self.cfg.vlr_alpha
         )
 
 
@@ -378,10 +396,10 @@ class LDE2ELoss(E2ELoss):
     not be, and after the hand-over the branch would have to move its one positive.
     """
 
-    def __init__(self, model: nn.Module, teacher: Callable[..., dict], loss_fn: type):
+    def __init__(self, model: nn.Module, teacher: Callable[..., dict], loss_fn: type, cfg: DistillConfig | None = None):
         """Build both branch criteria of `loss_fn` (LDDetectionLoss or LDOBBLoss) around one shared guard."""
-        guard = StepGuard()
-        super().__init__(model, lambda m, **kw: loss_fn(m, teacher, guard, **kw))
+        guard, cfg = StepGuard(), cfg or config_of(model)
+        super().__init__(model, lambda m, **kw: loss_fn(m, teacher, guard, cfg, **kw))
         self.guard, self.one2one.branch, self.names = guard, "one2one", loss_fn.names
         self.one2one.dense_kd = getattr(teacher, "end2end", False)
         self.one2one.guided = False
@@ -397,18 +415,21 @@ class LDE2ELoss(E2ELoss):
         preds = self.one2many.parse_output(preds)
         branches = (self.one2many, self.one2one)
         (l_m, i_m, b_m), (l_o, i_o, b_o) = (c.distilled_loss(preds[c.branch], batch) for c in branches)
-        n, w = len(self.names), self.one2one.hyp.ld_o2o
+        n, w = len(self.names), self.one2one.cfg.ld_o2o
         l_o = torch.cat((l_o[:-n], l_o[-n:] * w))
         o2m, o2o = e2e_weights(self)
         items = {**i_o, **{k: i_m[k] * o2m + i_o[k] * w * o2o for k in self.names}}
         return self.guard.apply(l_m * o2m + l_o * o2o, items, b_m + b_o)
 
 
-def build_criterion(model: nn.Module, teacher: Callable[..., dict], loss_fn: type) -> Callable:
-    """Return the distillation criterion for a student: `loss_fn(model, teacher)`, or LDE2ELoss for end-to-end heads."""
+def build_criterion(
+    model: nn.Module, teacher: Callable[..., dict], loss_fn: type, cfg: DistillConfig | None = None
+) -> Callable:
+    """Return the distillation criterion for a student: `loss_fn(model, teacher)`, or LDE2ELoss for end-to-end heads,
+    with the run's settings `cfg` (default: those of `model.args`)."""
     if is_end2end(model):
-        return LDE2ELoss(model, teacher, loss_fn)
-    return loss_fn(model, teacher)
+        return LDE2ELoss(model, teacher, loss_fn, cfg)
+    return loss_fn(model, teacher, cfg=cfg)
 
 
 class LDDetectionLoss(DistillationLoss, v8DetectionLoss):

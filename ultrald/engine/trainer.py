@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from copy import deepcopy
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimp
 from ultralytics.utils.files import get_latest_run
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..cfg import LD_DEFAULTS, check_ld_args, ld_cfg
+from ..cfg import check_ld_args, distill_config, ld_cfg
 from ..data.shapes import resolve_data
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_assignment
 from ..distill.teacher import (
@@ -104,8 +105,8 @@ def schedule_feature_term(trainer) -> None:
     """Set Ultralytics' feature-imitation weight for the epoch starting (`dis`, `dis_until`)."""
     model = feature_model(unwrap_model(trainer.model))
     if model is not None:
-        a = trainer.args
-        set_feature_weight(model, feature_weight(a.dis, a.dis_until, trainer.epoch, trainer.epochs))
+        c = trainer.distill
+        set_feature_weight(model, feature_weight(c.dis, c.dis_until, trainer.epoch, trainer.epochs))
 
 
 def teacher_provenance(record_file: Path) -> dict[str, Any]:
@@ -115,11 +116,6 @@ def teacher_provenance(record_file: Path) -> dict[str, Any]:
     r = json.loads(record_file.read_text())
     stage = (r.get("stage") or {}).get("run")
     return {"teacher_source": r.get("source"), "teacher_stage": stage, **{f"teacher_{k}": r[k] for k in TEACHER_MAP}}
-
-
-def distillation_args(args) -> dict[str, Any]:
-    """Return ultrald's keys of `args` (settings, teacher path and hash): the provenance a checkpoint keeps."""
-    return {k: getattr(args, k, None) for k in LD_DEFAULTS}
 
 
 def count_step(trainer) -> None:
@@ -171,7 +167,7 @@ class DistillationTrainerMixin(SetupHooks):
         if saved:  # resume replaces the args with the checkpoint's, which may name the teacher before it moved
             self.args.teacher, self.args.teacher_hash = recorded.values()
         try:
-            check_ld_args(self.args)
+            self.distill = distill_config(self.args)  # ultrald's settings, checked and frozen, passed down from here
             if self.args.metric and Benchmark(self.args.metric).task != self.args.task:
                 raise ValueError(
                     f"metric={self.args.metric} evaluates {Benchmark(self.args.metric).task} models, "
@@ -353,7 +349,7 @@ class DistillationTrainerMixin(SetupHooks):
             student, self.teacher_head = feature_student(model), TeacherHead(self.teacher, shared=True)
         else:
             student, self.teacher_head = model, TeacherHead(self.teacher)
-        student.criterion = build_criterion(student, self.teacher_head, self.criterion_class)
+        student.criterion = build_criterion(student, self.teacher_head, self.criterion_class, self.distill)
         self.step_guard = student.criterion.guard
         if RANK in {-1, 0}:
             a = self.args
@@ -388,7 +384,7 @@ class DistillationTrainerMixin(SetupHooks):
             for f in (self.last, self.best):
                 if f.is_file():
                     ckpt = read_checkpoint_dict(f)
-                    ckpt["train_args"] = {**(train_args(ckpt) or {}), **distillation_args(self.args), **teacher}
+                    ckpt["train_args"] = {**(train_args(ckpt) or {}), **asdict(self.distill), **teacher}
                     torch.save(ckpt, f)
 
 
