@@ -10,8 +10,8 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     full_fi    full + Ultralytics' feature imitation at the best dis
     minimal    the minimal logit-distillation recipe (cfg=minimal): LD and KD on the positives, student-score weights
     full_o2m   full on the one-to-many branch only (ld_o2o=0), for end-to-end students (YOLOv10, YOLO26)
-    full_own   full with the student's own label assignment (assign=student: the defaults before LAD)
-    full_lad   full with the teacher's label assignment (LAD) for the whole run (assign=teacher: the defaults)
+    full_own   full with the student's own label assignment, pinned (assign=student: the default)
+    full_lad   full with the teacher's label assignment (LAD) for the whole run (assign=teacher)
     full_lad_half  the same, handed back to the student's own assignment after half the epochs (assign_until=0.5)
     full_mix   full with the assignment ranked by the mean of the teacher's and the student's predictions (assign=mix)
 
