@@ -7,6 +7,7 @@ import os
 import random
 import re
 import unicodedata
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ def data_error(data: Any, error: BaseException, resume: bool = False) -> DataErr
     return DataError(f"data={data}: {one_line(error)}")
 
 
+def split_images(data: Mapping, split: str) -> list[Path]:
+    """Return the image files of a split of a checked data dict: folders searched recursively, *.txt lists read."""
+    entries = data.get(split) or []
+    files = []
+    for entry in [entries] if isinstance(entries, (str, Path)) else entries:
+        p = Path(entry)
+        if p.is_dir():
+            files += [f for f in p.rglob("*.*") if f.suffix[1:].lower() in IMG_FORMATS]
+        elif p.is_file():  # a list of image paths, relative to the dataset root as Ultralytics reads it
+            root = Path(data.get("path") or p.parent)
+            lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
+            files += [Path(x) if Path(x).is_absolute() else root / x.removeprefix("./") for x in lines]
+    return sorted(files)
+
+
 def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
     """Raise DataError naming the first of `splits` (of a checked data dict) whose path is missing or has no images.
 
@@ -69,10 +85,9 @@ def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
             path = Path(entry)
             if not path.exists():
                 raise DataError(f"data={name}: the {split} path '{path}' does not exist.")
-            if path.is_dir() and not any(f.suffix[1:].lower() in IMG_FORMATS for f in path.rglob("*.*")):
-                raise DataError(f"data={name}: the {split} folder '{path}' has no images.")
-            if path.is_file() and path.stat().st_size == 0:
-                raise DataError(f"data={name}: the {split} list '{path}' is empty.")
+            if not split_images({"path": data.get("path"), split: str(path)}, split):
+                what = "folder" if path.is_dir() else "list"
+                raise DataError(f"data={name}: the {split} {what} '{path}' has no images.")
 
 
 def check_data(data: Any, splits: tuple[str, ...]) -> dict:

@@ -21,14 +21,14 @@ from typing import Any
 
 from torch import nn
 from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
-from ultralytics.data.utils import IMG_FORMATS, img2label_paths
+from ultralytics.data.utils import img2label_paths
 from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
 
 from ..data.shapes import resolve_data
 from ..distill.teacher import IN_MEMORY, file_hash, head_task, load_teacher, teacher_hash
 from ..errors import ResumeError, TeacherError
 from ..models import resolve_model, resolve_weights
-from .checks import check_data
+from .checks import check_data, split_images
 
 STAMP = "ultrald-teacher.json"  # written when a stage finishes: what it was trained from
 VERSION = 1  # bump when what a stage inherits changes, so older stages are not reused
@@ -37,21 +37,6 @@ STUDENT_ONLY = {
     "model", "name", "project", "exist_ok", "resume", "seed", "epochs", "pretrained", "freeze", "time", "save_period",
     "distill_model", "dis", "mode", "task", "cfg", "save_dir", "data",
 }  # fmt: skip
-
-
-def split_images(data: Mapping, split: str) -> list[Path]:
-    """Return the image files of a split of a checked data dict: folders searched recursively, *.txt lists read."""
-    entries = data.get(split) or []
-    files = []
-    for entry in [entries] if isinstance(entries, (str, Path)) else entries:
-        p = Path(entry)
-        if p.is_dir():
-            files += [f for f in p.rglob("*.*") if f.suffix[1:].lower() in IMG_FORMATS]
-        elif p.is_file():  # a list of image paths, relative to the dataset root as Ultralytics reads it
-            root = Path(data.get("path") or p.parent)
-            lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
-            files += [Path(x) if Path(x).is_absolute() else root / x.removeprefix("./") for x in lines]
-    return sorted(files)
 
 
 def data_digest(data: Mapping) -> str:
