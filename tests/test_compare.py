@@ -5,55 +5,27 @@ import json
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from conftest import FAST, IMGSZ, tiny_yaml
 
+from bench.own_data import draw_folder
 from ultrald.cli import entrypoint
 from ultrald.compare import cached_run, paired_gain, parse_seeds, settings_key, verdict
 from ultrald.engine.teacher_stage import STAMP, data_digest, inherited_settings, stage_reason
 from ultrald.errors import UltraldError
 
-CLASSES = ("Tree", "Car")  # the user's own classes, not VOC's 20
 TINY = dict(imgsz=IMGSZ, batch=8, workers=0, plots=False, **FAST)
-
-
-def labelimg_folder(root: Path, n: int = 24, seed: int = 0) -> Path:
-    """Write a labelImg-style folder: PNG images with their VOC XMLs beside them, trees (green discs) and cars (red
-    boxes) on noise."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True)
-    for i in range(n):
-        img = rng.integers(60, 120, (IMGSZ, IMGSZ, 3), dtype=np.uint8)
-        objects = []
-        for _ in range(int(rng.integers(1, 3))):
-            cls, s = int(rng.integers(2)), int(rng.integers(14, 26))
-            x, y = (int(v) for v in rng.integers(0, IMGSZ - s, 2))
-            if cls == 0:
-                cv2.circle(img, (x + s // 2, y + s // 2), s // 2, (40, 200, 40), -1)
-            else:
-                cv2.rectangle(img, (x, y), (x + s - 1, y + s // 2 - 1), (40, 40, 220), -1)
-            objects.append((CLASSES[cls], x + 1, y + 1, x + s, y + (s if cls == 0 else s // 2)))
-        cv2.imwrite(str(root / f"img{i:03d}.png"), img)
-        xml = "".join(
-            f"<object><name>{c}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
-            f"<xmax>{c2}</xmax><ymax>{d}</ymax></bndbox></object>"
-            for c, a, b, c2, d in objects
-        )
-        (root / f"img{i:03d}.xml").write_text(
-            f"<annotation><filename>img{i:03d}.png</filename><size><width>{IMGSZ}</width><height>{IMGSZ}</height>"
-            f"<depth>3</depth></size>{xml}</annotation>"
-        )
-    return root
 
 
 @pytest.fixture(scope="module")
 def own_data(tmp_path_factory) -> Path:
-    """The user's folder of annotated images, converted by `yolo-ld convert voc` (classes sorted: Car, Tree)."""
+    """The user's folder of annotated images (labelImg's layout, its own classes Tree and Car, an image without XML,
+    an XML without a size), converted by `yolo-ld convert voc` (classes sorted: Car, Tree)."""
     tmp = tmp_path_factory.mktemp("own")
-    assert entrypoint(["convert", "voc", str(labelimg_folder(tmp / "photos")), str(tmp / "data"), "--val", "0.25"]) == 0
+    photos = draw_folder(tmp / "photos", 24, IMGSZ)
+    assert entrypoint(["convert", "voc", str(photos), str(tmp / "data"), "--val", "0.25"]) == 0
     return tmp / "data" / "data.yaml"
 
 
