@@ -14,6 +14,8 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     full_lad   full with the teacher's label assignment (LAD) for the whole run (assign=teacher)
     full_lad_half  the same, handed back to the student's own assignment after half the epochs (assign_until=0.5)
     full_mix   full with the assignment ranked by the mean of the teacher's and the student's predictions (assign=mix)
+    full_cos   full with every term decayed along a half cosine to 0.01 (distill_schedule=cosine, YOLOv6)
+    full_close full with the terms off for the last close_mosaic epochs (distill_schedule=close_mosaic, RTMDet)
 
     python bench/bench.py                          # the documented run (hours on a 2-core CPU)
     python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
@@ -66,10 +68,13 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     "full_lad": ("ld", {"assign": "teacher"}),
     "full_lad_half": ("ld", {"assign": "teacher", "assign_until": 0.5}),
     "full_mix": ("ld", {"assign": "mix"}),
+    # the terms' schedule through the run (distill_schedule=)
+    "full_cos": ("ld", {"distill_schedule": "cosine"}),
+    "full_close": ("ld", {"distill_schedule": "close_mosaic"}),
 }
 OBB_ONLY = {"full_ald_l1", "full_no_ald"}
 # run when named: the one-to-one ablation of end-to-end students, the assignment ablations
-OPTIONAL = {"full_o2m", "full_own", "full_lad", "full_lad_half", "full_mix"}
+OPTIONAL = {"full_o2m", "full_own", "full_lad", "full_lad_half", "full_mix", "full_cos", "full_close"}
 
 
 # each dataset's size in the bench: images of its own side, as many as a 2-core CPU trains in minutes per run
@@ -158,7 +163,7 @@ def run_one(spec: dict) -> dict:
 
     from ultrald import trainer_for
     from ultrald.compare import read_results
-    from ultrald.distill.criterion import schedule_assignment
+    from ultrald.distill.criterion import schedule_criterion
 
     if spec["trainer"] == "val":  # a given teacher: evaluate it on the bench's val split
         from ultralytics import YOLO
@@ -183,7 +188,7 @@ def run_one(spec: dict) -> dict:
         overrides.update(teacher=spec["teacher"], teacher_min_map=0.0)
     trainer = trainer_cls(overrides=overrides)
     if spec["trainer"] == "ld":  # assign_until's hand-over, whether or not the trainer registers it (idempotent)
-        trainer.add_callback("on_train_epoch_start", schedule_assignment)
+        trainer.add_callback("on_train_epoch_start", schedule_criterion)
     stamps: list[float] = []
     trainer.add_callback("on_train_batch_end", lambda t: stamps.append(time.perf_counter()))
     trainer.add_callback("on_train_epoch_start", lambda t: stamps.append(float("nan")))  # epoch boundary

@@ -21,8 +21,9 @@ from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
 
 from ultrald.cfg import LD_DEFAULTS, check_ld_args
 from ultrald.distill.assign import Prediction, assign_mode, decode_prediction, mean_angle, mix_predictions
-from ultrald.distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_assignment
+from ultrald.distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_criterion
 from ultrald.distill.edges import two_bin_target
+from ultrald.distill.schedules import SCHEDULES, constant, cosine, mosaic_open
 
 NC, REG_MAX, GT_CLASS = 3, 16, 1
 GT = torch.tensor([12.0, 12.0, 52.0, 52.0])  # xyxy pixels in a 64 px image
@@ -216,10 +217,53 @@ def test_schedule_callback_sets_the_mode_of_the_epoch_starting(student):
     student.criterion = crit
     modes = []
     for epoch in range(4):
-        schedule_assignment(SimpleNamespace(model=student, epoch=epoch, epochs=4))
+        schedule_criterion(SimpleNamespace(model=student, epoch=epoch, epochs=4))
         modes.append(crit.assigner.mode)
     assert modes == ["teacher", "teacher", "student", "student"]
     student.criterion = None
+
+
+def test_distill_schedules_hand_values():
+    assert [constant(e, 10, 3) for e in (0, 9)] == [1.0, 1.0]
+    # cosine: 0.01 + 0.99 * (1 + cos(pi * e / 4)) / 2, e = 0..4
+    assert [round(cosine(e, 5, 0), 6) for e in range(5)] == [1.0, 0.855018, 0.505, 0.154982, 0.01]
+    # Ultralytics closes the mosaic at epoch `epochs - close_mosaic` (never when that is negative)
+    assert [mosaic_open(e, 10, 3) for e in range(10)] == [1.0] * 7 + [0.0] * 3
+    assert [mosaic_open(e, 4, 0) for e in range(4)] == [1.0] * 4
+    assert [mosaic_open(e, 4, 6) for e in range(4)] == [1.0] * 4
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "close_mosaic"])
+def test_distill_schedule_scales_every_term_and_nothing_else(student, schedule):
+    """Epoch by epoch, each distillation term is the constant schedule's times the schedule's factor; Ultralytics'
+    own losses are untouched; when the factor is 0 the terms are exactly 0."""
+    preds, teacher, *_ = hand_case()
+    epochs, close = 4, 1
+    base = criterion(student, teacher, epochs=epochs, close_mosaic=close)
+    crit = criterion(student, teacher, epochs=epochs, close_mosaic=close, distill_schedule=schedule)
+    n = len(crit.names)
+    factors = []
+    for epoch in range(epochs):
+        base.schedule(epoch, epochs), crit.schedule(epoch, epochs)
+        (lb, _), (lc, _) = base(preds, one_box_batch()), crit(preds, one_box_batch())
+        f = SCHEDULES[schedule](epoch, epochs, close)
+        factors.append(f)
+        torch.testing.assert_close(lc[:-n], lb[:-n])
+        torch.testing.assert_close(lc[-n:], lb[-n:] * f)
+        assert lb[-n:].sum() > 0
+    assert factors[-1] < 0.02 and factors[0] == 1.0
+    if schedule == "close_mosaic":
+        assert factors == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_close_mosaic_schedule_that_would_never_distil_is_refused():
+    with pytest.raises(ValueError, match="would switch distillation off for the whole run"):
+        check_ld_args({**LD_DEFAULTS, "distill_schedule": "close_mosaic", "epochs": 10, "close_mosaic": 10})
+    check_ld_args({**LD_DEFAULTS, "distill_schedule": "close_mosaic", "epochs": 40, "close_mosaic": 10})
+    with pytest.raises(ValueError, match="'distill_schedule=linear' is not one of"):
+        check_ld_args({**LD_DEFAULTS, "distill_schedule": "linear"})
+    with pytest.raises(KeyError, match="distill_schedule=linear"):
+        SCHEDULES["linear"]
 
 
 def test_unknown_assign_refused():
@@ -261,7 +305,7 @@ def test_training_with_the_teachers_assignment_then_the_students(tmp_root, teach
                 assign="teacher", assign_until=0.5, **FAST, **ANY_TEACHER)  # fmt: skip
     trainer = LDTrainer(overrides=args)
     modes = []
-    trainer.add_callback("on_train_epoch_start", schedule_assignment)  # idempotent if the trainer registers it too
+    trainer.add_callback("on_train_epoch_start", schedule_criterion)  # idempotent if the trainer registers it too
     trainer.add_callback("on_train_batch_end", lambda t: modes.append((t.epoch, t.model.criterion.assigner.mode)))
     trainer.train()
     assert dict(modes) == {0: "teacher", 1: "student"}

@@ -248,7 +248,7 @@ def test_ld_with_ultralytics_feature_imitation_and_teacher_object(tmp_root, teac
 
 
 def test_feature_weight_falls_along_a_half_cosine_then_stays_off():
-    from ultrald.engine.trainer import feature_weight
+    from ultrald.distill.schedules import feature_weight
 
     assert [feature_weight(6.0, 0.0, e, 10) for e in (0, 5, 9)] == [6.0] * 3  # constant, as Ultralytics
     assert [round(feature_weight(6.0, 0.5, e, 10), 6) for e in range(7)] == [6.0, 5.427051, 3.927051, 2.072949,

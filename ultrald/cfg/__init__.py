@@ -14,6 +14,7 @@ from ..distill.assign import ASSIGN_SOURCES
 from ..distill.criterion import KD_REGIONS, MAIN_WEIGHTS
 from ..distill.edges import BOX_FORMS
 from ..distill.losses import ANGLE_FORMS, KD_FORMS
+from ..distill.schedules import SCHEDULES
 from ..eval import Benchmark
 from ..registry import Registry
 
@@ -70,6 +71,7 @@ CHOICES = {
     "kd_region": KD_REGIONS,
     "main_weight": MAIN_WEIGHTS,
     "assign": ASSIGN_SOURCES,
+    "distill_schedule": SCHEDULES,
     "ld_box_type": BOX_FORMS,
     "ald_type": ANGLE_FORMS,
     "metric": METRICS,
@@ -96,6 +98,11 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
             raise ValueError(f"'{k}={v}' is not one of {tuple(registry)}.") from None
     if not isinstance(a.get("vlr", True), bool):
         raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
+    if a.get("distill_schedule") == "close_mosaic" and a.get("close_mosaic", 0) >= a.get("epochs", 1) > 0:
+        raise ValueError(
+            f"'distill_schedule=close_mosaic' with close_mosaic={a['close_mosaic']} >= epochs={a['epochs']} would switch "
+            "distillation off for the whole run; lower close_mosaic or use distill_schedule=constant."
+        )
     if (e := a.get("teacher_epochs")) is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
         raise ValueError(f"'teacher_epochs={e}' must be a whole number >= 1 (or unset: the student's epochs).")
 

@@ -22,6 +22,7 @@ from .assign import ASSIGN_SOURCES, Prediction, assign_mode, decode_prediction
 from .edges import box_distill, edge_target, expected_edges, kl_to_target
 from .losses import angle_distill, class_kd, kl_distill
 from .regions import hbb_overlaps, obb_overlaps, vlr_weights
+from .schedules import SCHEDULES
 
 if TYPE_CHECKING:  # ultrald.cfg reads this module's registries to check the keys
     from ..cfg import DistillConfig
@@ -152,10 +153,11 @@ class AssignmentRecorder(nn.Module):
         return out
 
 
-def schedule_assignment(trainer) -> None:
-    """Set the assignment source of the epoch starting (`assign`, `assign_until`) on the student's criterion.
+def schedule_criterion(trainer) -> None:
+    """Set the assignment source (`assign`, `assign_until`) and the terms' factor (`distill_schedule`) of the epoch
+    starting on the student's criterion.
 
-    An `on_train_epoch_start` callback of the LD trainers. Without it a criterion keeps the source of epoch 0.
+    An `on_train_epoch_start` callback of the LD trainers. Without it a criterion keeps the schedule of epoch 0.
     """
     model = unwrap_model(trainer.model)
     model = feature_student(model) if feature_model(model) is not None else model  # dis > 0: the wrapped student
@@ -306,10 +308,11 @@ class DistillationLoss:
         self.schedule(0, self.hyp.epochs)
 
     def schedule(self, epoch: int, epochs: int) -> None:
-        """Set the assignment source of `epoch` (0-based) of `epochs`: `assign` until `assign_until`, then 'student'."""
-        # getattr: the args of a run from before these keys existed mean Ultralytics' own assignment
+        """Set the assignment source of `epoch` (0-based) of `epochs` (`assign` until `assign_until`, then 'student')
+        and the factor on the distillation terms (`distill_schedule`)."""
         c = self.cfg
         self.assigner.mode = assign_mode(c.assign, c.assign_until, epoch, epochs) if self.guided else "student"
+        self.scale = SCHEDULES[c.distill_schedule](epoch, epochs, self.hyp.close_mosaic)
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the loss vector and items of a batch, zeroed (and counted) when the distillation is non-finite."""
@@ -334,8 +337,8 @@ class DistillationLoss:
             self.assigner.guide = None  # never a stale batch's teacher
         with record_function("ultrald terms"):
             terms = torch.zeros(len(self.names), device=loss.device)
-            if not bad:
-                terms = self.distill(preds, teacher, self.assigner.last)
+            if not bad and self.scale > 0:  # off (distill_schedule): not computed at all
+                terms = self.distill(preds, teacher, self.assigner.last) * self.scale
                 bad = nonfinite(dict(zip(self.names, terms)))
                 terms = torch.where(torch.isfinite(terms), terms, 0.0)
         batch_size = preds["scores"].shape[0]

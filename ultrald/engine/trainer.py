@@ -9,7 +9,6 @@ checkpoints, export and inference never see it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -29,7 +28,8 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import check_ld_args, distill_config, ld_cfg
 from ..data.shapes import resolve_data
-from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_assignment
+from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_criterion
+from ..distill.schedules import feature_weight
 from ..distill.teacher import (
     IN_MEMORY,
     TeacherHead,
@@ -90,15 +90,6 @@ def resume_checkpoint(resume: Any, model: Any = None) -> tuple[Path, dict]:
             f"further, start a new run from it: 'yolo-ld train model={path} teacher=... data=...'."
         )
     return path.resolve(), train_args(ckpt)
-
-
-def feature_weight(dis: float, until: float, epoch: int, epochs: int) -> float:
-    """Return the feature term's weight in `epoch` (0-based): `dis` falling along a half cosine to 0 at `until` of the
-    epochs, then 0; constant `dis` when `until` is 0."""
-    if not until:
-        return dis
-    t = epoch / (until * epochs)
-    return dis * 0.5 * (1 + math.cos(math.pi * t)) if t < 1 else 0.0
 
 
 def schedule_feature_term(trainer) -> None:
@@ -184,7 +175,7 @@ class DistillationTrainerMixin(SetupHooks):
             self._remove_unused_run()
             raise
         self.add_callback("on_train_epoch_start", schedule_feature_term)
-        self.add_callback("on_train_epoch_start", schedule_assignment)
+        self.add_callback("on_train_epoch_start", schedule_criterion)
         self.add_callback("on_train_batch_end", count_step)
         if LOCAL_RANK != -1 and 0 < self.world_size < WORLD_SIZE:  # a torchrun worker of a multi-node job
             self.world_size = WORLD_SIZE  # Ultralytics counts only this node's devices
