@@ -16,6 +16,9 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     full_mix   full with the assignment ranked by the mean of the teacher's and the student's predictions (assign=mix)
     full_cos   full with every term decayed along a half cosine to 0.01 (distill_schedule=cosine, YOLOv6)
     full_close full with the terms off for the last close_mosaic epochs (distill_schedule=close_mosaic, RTMDet)
+    full_branch     reg_max=1 students: full + LD on a training-only DFL branch (dfl_branch=True), box-level term kept
+    full_branch_kl  the same without the box-level term (ld_box=0): LD on the branch only
+    full_box2       reg_max=1 students: full with the box-level term at ld_box=2 (default 0.5)
 
     python bench/bench.py                          # the documented run (hours on a 2-core CPU)
     python bench/bench.py --tiny                   # a minute: checks the pipeline end to end
@@ -71,10 +74,15 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     # the terms' schedule through the run (distill_schedule=)
     "full_cos": ("ld", {"distill_schedule": "cosine"}),
     "full_close": ("ld", {"distill_schedule": "close_mosaic"}),
+    # reg_max=1 students (YOLO26): the training-only DFL branch (dfl_branch=) and the box-level term's weight (ld_box=)
+    "full_branch": ("ld", {"dfl_branch": True}),
+    "full_branch_kl": ("ld", {"dfl_branch": True, "ld_box": 0.0}),
+    "full_box2": ("ld", {"ld_box": 2.0}),
 }
 OBB_ONLY = {"full_ald_l1", "full_no_ald"}
 # run when named: the one-to-one ablation of end-to-end students, the assignment ablations
 OPTIONAL = {"full_o2m", "full_own", "full_lad", "full_lad_half", "full_mix", "full_cos", "full_close"}
+OPTIONAL |= {"full_branch", "full_branch_kl", "full_box2"}
 
 
 # each dataset's size in the bench: images of its own side, as many as a 2-core CPU trains in minutes per run

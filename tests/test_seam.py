@@ -119,3 +119,38 @@ def test_feature_distillation_wrapper_and_setup(models):
 
     Trainer()._setup_train()
     assert seen == [("setup", dense), ("after", "t.pt")]  # the module during the setup, the path after it
+
+
+def test_head_channels_are_the_feature_maps_the_head_reads(models):
+    for m in models:
+        m.train()
+        raw = m(torch.zeros(1, 3, 64, 64))
+        feats = (raw["one2many"] if seam.is_end2end(m) else raw)["feats"]
+        assert seam.head_channels(m) == [f.shape[1] for f in feats], V
+    with pytest.raises(seam.SeamError, match="Ultralytics"):
+        seam.head_channels(torch.nn.Sequential(torch.nn.Identity()))
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW", "MuSGD"])
+def test_param_groups_of_a_module_follow_ultralytics_groups(models, name):
+    """A module's biases, norm weights and conv weights join new groups with the settings of Ultralytics' groups of
+    the same kind (lr, momentum, weight decay, MuSGD's flag), which its warmup and scheduler then drive."""
+    from types import SimpleNamespace
+
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.nn.modules import Conv
+
+    fake = SimpleNamespace(args=SimpleNamespace(warmup_bias_lr=0.1, optimizer=name, lr0=0.01), data={"nc": 3})
+    opt = DetectionTrainer.build_optimizer(fake, models[0], name, lr=0.01, momentum=0.9, decay=5e-4)
+    before = len(opt.param_groups)
+    extra = torch.nn.Sequential(Conv(4, 8, 3), torch.nn.Conv2d(8, 4, 1))
+    seam.add_param_groups(opt, extra)
+    new = opt.param_groups[before:]
+    assert sum(len(g["params"]) for g in new) == len(list(extra.parameters())), V
+    by_kind = {g["param_group"]: g for g in new}
+    assert by_kind["bias"]["weight_decay"] == 0 and by_kind["bn"]["weight_decay"] == 0, V
+    weights = by_kind.get("weight") or by_kind["muon"]
+    assert weights["weight_decay"] == 5e-4 and weights["lr"] == 0.01, V
+    opt.zero_grad()
+    sum(p.sum() for p in extra.parameters()).backward()
+    opt.step()  # the new groups step with the rest

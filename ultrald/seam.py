@@ -94,6 +94,33 @@ def is_end2end(model: nn.Module) -> bool:
     return getattr(model.model[-1], "one2one_cv2", None) is not None
 
 
+def head_channels(model: nn.Module) -> list[int]:
+    """The input channels of each level of a Detect/OBB head (those of its box branch `cv2`)."""
+    try:
+        return [level[0].conv.in_channels for level in model.model[-1].cv2]
+    except (AttributeError, IndexError, TypeError) as e:
+        raise SeamError("Detect head layout", f"no cv2[i][0].conv.in_channels: {e}") from e
+
+
+def add_param_groups(optimizer: Any, module: nn.Module) -> None:
+    """Add `module`'s parameters to an optimizer built by Ultralytics' `build_optimizer`, each in a new group with the
+    settings of Ultralytics' group of its kind ('param_group': 'bias', 'bn' or 'weight', 'muon' for MuSGD's weights),
+    so that warmup, the lr schedule and weight decay treat them as the model's own."""
+    settings = {}
+    for g in sorted(optimizer.param_groups, key=lambda g: -g["lr"]):  # the base lr wins over MuSGD's boosted heads
+        settings[g.get("param_group")] = {k: v for k, v in g.items() if k != "params"}
+    settings.setdefault("weight", settings.get("muon"))
+    if not {"bias", "bn", "weight"} <= {k for k, v in settings.items() if v}:
+        raise SeamError("optimizer param groups", f"found groups {sorted(map(str, settings))}")
+    kinds = {"bias": [], "bn": [], "weight": []}
+    for m in module.modules():
+        for name, p in m.named_parameters(recurse=False):
+            kinds["bias" if name == "bias" else "bn" if isinstance(m, nn.BatchNorm2d) else "weight"].append(p)
+    for kind, params in kinds.items():
+        if params:
+            optimizer.add_param_group({**settings[kind], "params": params})
+
+
 def raw_head_output(output: Any) -> dict:
     """The raw head dict of a Detect/OBB forward: in eval mode the head returns (decoded, raw), in train mode raw."""
     raw = output[1] if isinstance(output, tuple) else output

@@ -96,8 +96,9 @@ def check_ld_args(args: dict | SimpleNamespace) -> None:
             registry[v]
         except (KeyError, TypeError):  # TypeError: an unhashable value, e.g. a list
             raise ValueError(f"'{k}={v}' is not one of {tuple(registry)}.") from None
-    if not isinstance(a.get("vlr", True), bool):
-        raise TypeError(f"'vlr={a['vlr']}' must be True or False.")
+    for k in ("vlr", "dfl_branch"):
+        if not isinstance(a.get(k, False), bool):
+            raise TypeError(f"'{k}={a[k]}' must be True or False.")
     if a.get("distill_schedule") == "close_mosaic" and a.get("close_mosaic", 0) >= a.get("epochs", 1) > 0:
         raise ValueError(
             f"'distill_schedule=close_mosaic' with close_mosaic={a['close_mosaic']} >= epochs={a['epochs']} would switch "

@@ -196,8 +196,13 @@ class Batch:
     def ld_rows(self) -> torch.Tensor:
         """(N,) the LD loss of each row's four edges, whatever the two heads (`DistillationLoss.localization`)."""
         with record_function("ultrald LD"):
-            s, t = (x["boxes"].transpose(1, 2)[self.rows] for x in (self.preds, self.teacher))  # (N, 4 * reg_max)
-            return self.crit.localization(s.unflatten(-1, (4, -1)), t.unflatten(-1, (4, -1)))
+            branch = self.crit.dfl_branch
+            edges = [self.preds["boxes"], self.teacher["boxes"]]
+            if branch is not None:  # LD on the DFL branch; the box-level term on the head (ld_box, 0: off)
+                edges.append(branch(self.preds["feats"]))
+            s, t, *b = (x.transpose(1, 2)[self.rows].unflatten(-1, (4, -1)) for x in edges)  # (N, 4, reg_max)
+            loss = self.crit.localization(s, t)
+            return loss + self.crit.localization(b[0], t) if b else loss
 
     @cached_property
     def kd_grid(self) -> torch.Tensor:
@@ -286,6 +291,8 @@ class DistillationLoss:
         model (nn.Module): The student (de-paralleled); its `args` hold the distillation keys.
         teacher (Callable): Maps the batch images to the teacher's raw head dict ('boxes', 'scores'[, 'angle']).
         guard (StepGuard, optional): Shared by both branches of an end-to-end student; one of its own otherwise.
+        cfg (DistillConfig, optional): The run's settings (default: those of `model.args`).
+        branch (DFLBranch, optional): A reg_max=1 student's training-only DFL branch (`dfl_branch`), taught by LD.
     """
 
     names = ("ld_loss", "vlr_loss", "kd_loss")
@@ -296,11 +303,12 @@ class DistillationLoss:
         teacher: Callable[..., dict],
         guard: StepGuard | None = None,
         cfg: DistillConfig | None = None,
+        branch: nn.Module | None = None,
         **kwargs,
     ):
         """Build Ultralytics' criterion for `model`, record its assignments, and use the assignment of epoch 0."""
         super().__init__(model, **kwargs)
-        self.cfg = cfg or config_of(model)
+        self.cfg, self.dfl_branch = cfg or config_of(model), branch
         self.teacher, self.guard, self.branch = teacher, guard or StepGuard(), "one2many"
         self.dense_kd = True  # False on a one-to-one branch taught by a dense head, whose duplicates it must not learn
         self.guided = True  # False on a one-to-one branch: it keeps its own top-1 assignment (see LDE2ELoss)
@@ -399,10 +407,17 @@ class LDE2ELoss(E2ELoss):
     not be, and after the hand-over the branch would have to move its one positive.
     """
 
-    def __init__(self, model: nn.Module, teacher: Callable[..., dict], loss_fn: type, cfg: DistillConfig | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        teacher: Callable[..., dict],
+        loss_fn: type,
+        cfg: DistillConfig | None = None,
+        branch: nn.Module | None = None,
+    ):
         """Build both branch criteria of `loss_fn` (LDDetectionLoss or LDOBBLoss) around one shared guard."""
         guard, cfg = StepGuard(), cfg or config_of(model)
-        super().__init__(model, lambda m, **kw: loss_fn(m, teacher, guard, cfg, **kw))
+        super().__init__(model, lambda m, **kw: loss_fn(m, teacher, guard, cfg, branch, **kw))
         self.guard, self.one2one.branch, self.names = guard, "one2one", loss_fn.names
         self.one2one.dense_kd = getattr(teacher, "end2end", False)
         self.one2one.guided = False
@@ -426,13 +441,17 @@ class LDE2ELoss(E2ELoss):
 
 
 def build_criterion(
-    model: nn.Module, teacher: Callable[..., dict], loss_fn: type, cfg: DistillConfig | None = None
+    model: nn.Module,
+    teacher: Callable[..., dict],
+    loss_fn: type,
+    cfg: DistillConfig | None = None,
+    branch: nn.Module | None = None,
 ) -> Callable:
     """Return the distillation criterion for a student: `loss_fn(model, teacher)`, or LDE2ELoss for end-to-end heads,
-    with the run's settings `cfg` (default: those of `model.args`)."""
+    with the run's settings `cfg` (default: those of `model.args`) and a reg_max=1 student's DFL `branch`."""
     if is_end2end(model):
-        return LDE2ELoss(model, teacher, loss_fn, cfg)
-    return loss_fn(model, teacher, cfg=cfg)
+        return LDE2ELoss(model, teacher, loss_fn, cfg, branch)
+    return loss_fn(model, teacher, cfg=cfg, branch=branch)
 
 
 class LDDetectionLoss(DistillationLoss, v8DetectionLoss):

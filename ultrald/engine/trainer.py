@@ -28,6 +28,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..cfg import check_ld_args, distill_config, ld_cfg
 from ..data.shapes import resolve_data
+from ..distill.branch import dfl_branch
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_criterion
 from ..distill.schedules import feature_weight
 from ..distill.teacher import (
@@ -42,6 +43,7 @@ from ..eval import Benchmark
 from ..models import resolve_model
 from ..seam import (
     SetupHooks,
+    add_param_groups,
     feature_model,
     feature_student,
     read_checkpoint_dict,
@@ -150,7 +152,11 @@ class DistillationTrainerMixin(SetupHooks):
         ensure_offline_fonts()
         args = {**base, **overrides}
         self._refuse_held_run(args, saved)  # before anything is written, the teacher stage included
-        self.step_guard, self.distill_steps = None, 0  # the criterion's guard counts the skipped batches
+        self.step_guard, self.distill_steps, self.branch = (
+            None,
+            0,
+            None,
+        )  # the criterion's guard counts the skipped batches
         self.teacher_info = build_teacher(teacher, expected_hash, None if saved else args, self.task_name)
         self.teacher, self.teacher_head = self.teacher_info.model, None
         recorded = {"teacher": self.teacher_info.arg, "teacher_hash": self.teacher_info.hash}
@@ -291,7 +297,7 @@ class DistillationTrainerMixin(SetupHooks):
             model = release_feature_teacher(model)
         if model is not None:
             model.criterion = None  # Ultralytics builds a plain one again if the model is used for a loss later
-        self.teacher = self.teacher_head = None
+        self.teacher = self.teacher_head = self.branch = None
 
     def get_dataset(self) -> dict:
         """Resolve an embedded dataset's name (`data=shapes`, `digits`, ...) to its yaml, then check the dataset and
@@ -322,10 +328,22 @@ class DistillationTrainerMixin(SetupHooks):
         return validator(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
 
     def set_model_attributes(self) -> None:
-        """Set the student's attributes, then check the teacher against the student (once) and move it beside it."""
+        """Set the student's attributes, then check the teacher against the student (once) and move it beside it;
+        build a reg_max=1 student's DFL branch (`dfl_branch`) before the optimizer that trains it."""
         super().set_model_attributes()
-        check_teacher(self.teacher, unwrap_model(self.model), self.args)
+        student = unwrap_model(self.model)
+        check_teacher(self.teacher, student, self.args)
         self.teacher.to(self.device)
+        self.branch = dfl_branch(student, self.teacher, self.distill)
+        if self.branch is not None:
+            self.branch.to(self.device)
+
+    def build_optimizer(self, model, *args, **kwargs):
+        """Ultralytics' optimizer, also training the DFL branch when there is one (in groups like the model's)."""
+        optimizer = super().build_optimizer(model, *args, **kwargs)
+        if getattr(self, "branch", None) is not None:
+            add_param_groups(optimizer, self.branch)
+        return optimizer
 
     def feature_teacher(self) -> nn.Module | None:
         """With `dis > 0` Ultralytics' feature term runs beside LD on the same teacher module: one teacher, one
@@ -340,7 +358,7 @@ class DistillationTrainerMixin(SetupHooks):
             student, self.teacher_head = feature_student(model), TeacherHead(self.teacher, shared=True)
         else:
             student, self.teacher_head = model, TeacherHead(self.teacher)
-        student.criterion = build_criterion(student, self.teacher_head, self.criterion_class, self.distill)
+        student.criterion = build_criterion(student, self.teacher_head, self.criterion_class, self.distill, self.branch)
         self.step_guard = student.criterion.guard
         if RANK in {-1, 0}:
             a = self.args
@@ -348,7 +366,8 @@ class DistillationTrainerMixin(SetupHooks):
             LOGGER.info(
                 f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
                 f"{a.kd_type}, {a.kd_region}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, "
-                f"scale={a.vlr_scale}){angle} dis={a.dis} assign={a.assign}"
+                f"scale={a.vlr_scale}){angle} dis={a.dis} assign={a.assign} distill_schedule={a.distill_schedule}"
+                + (f" dfl_branch={self.branch.reg_max} bins (ld_box={a.ld_box})" if self.branch is not None else "")
             )
 
     def save_model(self):
