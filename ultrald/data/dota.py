@@ -75,9 +75,8 @@ def patch_name(image: str, rate: float, x: int, y: int) -> str:
 
 
 def parse_patch_name(name: str) -> Patch | None:
-    """Return the Patch that a name '<image>__<a>__<x>___<y>' (file extension optional) describes, or None. `a` <= 10
-    is the devkit's scale rate; a larger `a` is the window size of Ultralytics' split_dota, which cuts its windows from
-    the unscaled image: rate 1."""
+    """Return the Patch of a name '<image>__<a>__<x>___<y>[.ext]', or None. `a` <= 10 is the devkit's scale rate; a
+    larger `a` is the window size of Ultralytics' split_dota, which cuts from the unscaled image: rate 1."""
     if (m := PATCH_NAME.match(Path(name).name)) is None:
         return None
     rate = float(m["rate"])
@@ -100,8 +99,7 @@ def class_names(version: str = "1.0", style: str = "dota") -> tuple[str, ...]:
 
 
 def polygons(coords) -> np.ndarray:
-    """Return shapely polygons (N,) of quadrilaterals (N, 8); a self-intersecting one (points out of order) as its
-    convex hull."""
+    """Return shapely polygons (N,) of quadrilaterals (N, 8), a self-intersecting one as its convex hull."""
     geoms = shapely.polygons(np.asarray(coords, dtype=np.float64).reshape(-1, 4, 2))
     invalid = ~shapely.is_valid(geoms)
     geoms[invalid] = shapely.convex_hull(geoms[invalid])
@@ -110,11 +108,9 @@ def polygons(coords) -> np.ndarray:
 
 def parse_dota_txt(file: str | Path, classes: tuple[str, ...] | None = None) -> tuple[list[DOTAObject], dict, list]:
     """Parse a labelTxt file ('x1 y1 ... x4 y4 class [difficult]' lines after 'imagesource:', 'gsd:' header lines);
-    return (objects, header, problems).
-
-    Malformed lines are skipped and returned as (kind, 'file:line: reason'), kinds LINE_PROBLEMS: not 9 or 10 fields, a
-    number that is not finite, a class not in `classes` (compared in DOTA's spelling, named as there; None: any class),
-    or under MIN_AREA px^2 of area."""
+    return (objects, header, problems). Malformed lines are skipped as (kind in LINE_PROBLEMS, 'file:line: reason'): not
+    9 or 10 fields, a non-finite number, a class not in `classes` (compared in DOTA's spelling, named as there; None:
+    any class), or under MIN_AREA px^2 of area."""
     known = {canonical_name(c): c for c in classes} if classes else None
     objects, header, problems = [], {}, []
     text = Path(file).read_text(encoding="utf-8-sig", errors="replace")
@@ -150,7 +146,6 @@ def windows(width: int, height: int, size: int, gap: int) -> list[tuple[int, int
     pixels, the last flush with the border; a side shorter than `size` gets one window of its length (no padding)."""
     if not 0 <= gap < size:
         raise ValueError(f"the gap ({gap}) must be at least 0 and less than the patch size ({size}).")
-
     xs, ys = ([0] if n <= size else [*range(0, n - size, size - gap), n - size] for n in (width, height))
     return [(x, y, min(x + size, width), min(y + size, height)) for x in xs for y in ys]
 
@@ -264,16 +259,14 @@ def find_split(root: Path, split: str, version: str, labels: str | None) -> tupl
 def convert_split(
     split: str, images_dir: Path, labels_dir: Path | None, out_dir: Path, classes, s: SplitSettings, problems, workers
 ) -> tuple[dict, dict, dict]:
-    """Convert (split) the images of one split; log a summary; return (patch -> [image, rate, x, y], image -> [file, w,
-    h], counts). The test split is converted without labels."""
+    """Convert (split) the images of one split, the test split without labels; log a summary; return (patch -> [image,
+    rate, x, y], image -> [file, w, h], counts)."""
     labels_dir = labels_dir if split != "test" else None
     reset_split(out_dir, split)
     stems = {}
     for f in sorted(p for p in images_dir.iterdir() if p.suffix[1:].lower() in IMG_FORMATS):
-        if f.stem in stems:
-            problems("duplicate image", f"'{f}' has the stem of '{stems[f.stem]}', skipped")
-        else:
-            stems[f.stem] = f
+        if (first := stems.setdefault(f.stem, f)) != f:
+            problems("duplicate image", f"'{f}' has the stem of '{first}', skipped")
     for txt in sorted(labels_dir.glob("*.txt")) if labels_dir else []:
         if txt.stem not in stems:
             problems("label without image", f"'{txt}' has no image in '{images_dir}', not used")
