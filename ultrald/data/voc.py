@@ -70,6 +70,7 @@ FOLDER_NOTES = {
     "no xml": "images without an XML kept as background",
 }
 SPLITS = ("train", "val", "test")
+DEVKIT_SETS, DEVKIT_TEST = "2007:trainval,2012:trainval", "2007:test"
 
 
 class VOCObject(NamedTuple):
@@ -249,17 +250,6 @@ def folder_labels(samples: dict, names: list[str], problems: Problems, n: Counte
     return labels
 
 
-def read_image_sets(sets: Path) -> dict[str, str]:
-    """Return image id -> split of the image sets `sets`/{train,val,test}.txt (an id in two: the first)."""
-    split_of = {}
-    for split in SPLITS:
-        if (file := sets / f"{split}.txt").is_file():
-            for line in file.read_text().splitlines():
-                if line.split():
-                    split_of.setdefault(line.split()[0], split)
-    return split_of
-
-
 def folder_splits(source: Path, stems: list[str], val: float, seed: int, problems: Problems) -> dict[str, list[str]]:
     """Return split -> stems: by ImageSets/Main/{train,val,test}.txt when train.txt and val.txt exist (images in none
     are skipped as 'not in an image set'), else `val` of them as val, chosen by `val_split`."""
@@ -268,7 +258,10 @@ def folder_splits(source: Path, stems: list[str], val: float, seed: int, problem
         chosen = val_split(stems, val, seed)
         return {"train": [s for s in stems if s not in chosen], "val": [s for s in stems if s in chosen]}
     LOGGER.info(f"ultrald: split by the image sets in '{sets}' (the val fraction and seed are not used)")
-    split_of, splits = read_image_sets(sets), {split: [] for split in SPLITS}
+    split_of, splits = {}, {split: [] for split in SPLITS}  # split_of: image id -> the first set listing it
+    for split in (s for s in SPLITS if (sets / f"{s}.txt").is_file()):
+        for image_id in [x.split()[0] for x in (sets / f"{split}.txt").read_text().splitlines() if x.strip()]:
+            split_of.setdefault(image_id, split)
     for stem in stems:
         if stem in split_of:
             splits[split_of[stem]].append(stem)
@@ -323,9 +316,6 @@ def convert_voc_folder(
 def _sets(s: str) -> tuple[str, ...]:
     """Return the comma-separated YEAR:SET list `s` as a tuple (empty for '')."""
     return tuple(x for x in s.split(",") if x.strip())
-
-
-DEVKIT_SETS, DEVKIT_TEST = "2007:trainval,2012:trainval", "2007:test"
 
 
 def convert(a) -> Path:
