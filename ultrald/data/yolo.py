@@ -128,8 +128,7 @@ def shared_labels(images: list[Path], bad: Problems) -> None:
 
 
 def class_names(root: Path, ids: list[tuple[int, str]]) -> list[str]:
-    """Return the names of a names file in `root` or `root`/labels, else class0..classN-1 for the largest class id
-    seen."""
+    """Return the names of a names file in `root` or `root`/labels, else class0..classN-1 by the largest id seen."""
     for file in (root / f for f in NAME_FILES), (root / "labels" / f for f in NAME_FILES):
         if file := next((f for f in file if f.is_file()), None):
             LOGGER.info(f"ultrald: class names from '{file}'")
@@ -176,13 +175,6 @@ def yaml_target(root: Path, out: str | Path | None) -> Path:
     return file
 
 
-def check_names(ids: list[tuple[int, str]], names: list[str], bad: Problems) -> None:
-    """Count the lines whose class id is outside `names`."""
-    for cls, where in ids:
-        if cls >= len(names):
-            bad("class out of range", f"'{where}': class {cls} is outside the {len(names)} names")
-
-
 def convert_yolo(
     root: str | Path,
     names: Sequence[str] | str | Path | None = None,
@@ -206,7 +198,9 @@ def convert_yolo(
     bad, n = Problems(), Counter(dict.fromkeys(["images", "background", "boxes", *NOTES], 0))
     ids = check_labels(every, bad, n)
     names = names or class_names(root, ids)
-    check_names(ids, names, bad)
+    for cls, where in ids:
+        if cls >= len(names):
+            bad("class out of range", f"'{where}': class {cls} is outside the {len(names)} names")
     shared_labels(every, bad)
     orphan_labels([root / f for f in folders.values()], every, bad)
     n.update({**bad.counts, **{f"{split} images": len(files) for split, files in images.items()}})
