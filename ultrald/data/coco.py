@@ -135,10 +135,8 @@ def convert_coco(
     the one json becomes the val split. `copy` copies the images instead of symlinking them."""
     if (val_json is None) != (val_images is None):
         raise ValueError("--val-json and --val-images (val_json and val_images) go together: give both or neither.")
-    out_dir, cats = Path(out_dir).resolve(), None
-    sources = {"val": (instances_json, images_dir)}
-    if val_json:
-        sources = {"train": (instances_json, images_dir), "val": (val_json, val_images)}
+    out_dir, cats, given = Path(out_dir).resolve(), None, (instances_json, images_dir)
+    sources = {"train": given, "val": (val_json, val_images)} if val_json else {"val": given}
     image_ids, annotations, summary = {}, {}, {}
     for split, (file, images) in sources.items():
         file, images = Path(file).resolve(), Path(images).resolve()

@@ -146,9 +146,8 @@ def write_data_yaml(
 
 
 def list_files(folder: Path, formats: Iterable[str] = IMG_FORMATS) -> list[Path]:
-    """Return the files under `folder` with an extension in `formats` (lower case, no dot; default: the images
-    Ultralytics reads), sub-folders included and hidden ones (editor, VCS) not, sorted by path: the same list
-    whatever order the filesystem lists them in."""
+    """Return the files under `folder` with an extension in `formats` (lower case, no dot; default: Ultralytics'
+    images), sub-folders included and hidden ones (editor, VCS) not, sorted by path whatever the filesystem's order."""
     formats = set(formats)
     files = (f for f in Path(folder).rglob("*") if f.suffix[1:].lower() in formats and f.is_file())
     return sorted(f for f in files if not any(p.startswith(".") for p in f.relative_to(folder).parts))
