@@ -148,19 +148,12 @@ def verdict(gain: dict[str, Any]) -> str:
 
 def report(rows: list[dict[str, Any]], teacher: dict[str, Any] | None) -> str:
     """Return the comparison as markdown: one row per run, the teacher, the paired gain and its verdict."""
-    lines = [
-        "| run | seed | params | mAP50-95 | mAP50 | train time (s) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    if teacher:
-        seconds = "–" if teacher.get("seconds") is None else f"{teacher['seconds']:.0f}"
+    lines = ["| run | seed | params | mAP50-95 | mAP50 | train time (s) |", "|---|---:|---:|---:|---:|---:|"]
+    teachers = [{**teacher, "kind": "teacher", "seed": "–"}] if teacher else []
+    for r in (*teachers, *rows):
+        seconds = "–" if r.get("seconds") is None else f"{r['seconds']:.0f}"
         lines.append(
-            f"| teacher | – | {teacher['params']:,} | {teacher['mAP50-95']:.4f} | {teacher['mAP50']:.4f} | {seconds} |"
-        )
-    for r in rows:
-        lines.append(
-            f"| {r['kind']} | {r['seed']} | {r['params']:,} | {r['mAP50-95']:.4f} | {r['mAP50']:.4f} | "
-            f"{r['seconds']:.0f} |"
+            f"| {r['kind']} | {r['seed']} | {r['params']:,} | {r['mAP50-95']:.4f} | {r['mAP50']:.4f} | {seconds} |"
         )
     gains = [paired_gain(rows, m) for m in ("mAP50-95", "mAP50")]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {verdict(g)}" for g in gains) + "\n"
@@ -222,12 +215,8 @@ def compare(model: str, task: str, overrides: dict[str, Any], seeds: Any = "0,1,
         stage = Path((teacher.get("stage") or {}).get("run") or "") / "results.csv"
         seconds = read_results(stage)[-1].get("time") if stage.is_file() else None
         teacher = {**teacher, "params": params(Path(teacher["teacher"])), "seconds": seconds}
-    result = {
-        "folder": str(folder),
-        "teacher": teacher,
-        "runs": rows,
-        "gain": {m: paired_gain(rows, m) for m in ("mAP50-95", "mAP50")},
-    }
+    gain = {m: paired_gain(rows, m) for m in ("mAP50-95", "mAP50")}
+    result = {"folder": str(folder), "teacher": teacher, "runs": rows, "gain": gain}
     text = report(rows, teacher)
     (folder / "compare.md").write_text(text)
     (folder / "compare.json").write_text(json.dumps(result, indent=2, default=str))
