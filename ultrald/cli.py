@@ -43,8 +43,8 @@ USAGE = f"""ultrald {__version__}: Localization Distillation for Ultralytics YOL
     yolo-ld --traceback ...        show the full traceback of an error (or set ULTRALD_TRACEBACK=1)
 
 Keys use Ultralytics' key=value syntax; 'cfg=recipe.yaml' merges a yaml of keys, 'cfg=coco|voc|dota|shapes' a
-bundled recipe. The student that comes out is a
-plain Ultralytics model: use it with 'yolo' or ultralytics.YOLO. Distillation keys and defaults:
+bundled recipe. The student that comes out is a plain Ultralytics model: use it with 'yolo' or ultralytics.YOLO.
+Distillation keys and defaults:
 """
 
 
@@ -64,10 +64,9 @@ def check_keys(valid: dict, overrides: dict) -> None:
     from difflib import get_close_matches
 
     errors = []
-    for k in overrides:
-        if k not in valid:
-            close = get_close_matches(k, valid)
-            errors.append(f"'{k}' is not a valid yolo-ld argument." + (f" Similar: {close}." if close else ""))
+    for k in (k for k in overrides if k not in valid):
+        close = get_close_matches(k, valid)
+        errors.append(f"'{k}' is not a valid yolo-ld argument." + (f" Similar: {close}." if close else ""))
     if errors:
         raise SyntaxError(" ".join(errors) + " See 'yolo-ld cfg' for every key.")
 
@@ -156,18 +155,15 @@ def entrypoint(argv: list[str] | None = None) -> int:
     traceback = "--traceback" in args or os.environ.get("ULTRALD_TRACEBACK", "") not in {"", "0"}
     try:
         return main([a for a in args if a != "--traceback"])
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, KeyboardInterrupt) as e:
         if traceback:
             raise
         message = " ".join(str(e).split())  # one line, whatever the exception carried
+        if isinstance(e, KeyboardInterrupt):  # a new line after a progress bar's unfinished one
+            print(f"\nyolo-ld: {message or 'interrupted'}", file=sys.stderr)
+            return 130  # 128 + SIGINT, as a shell reports Ctrl-C
         print(f"yolo-ld: error: {message} (--traceback for details)", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        if traceback:
-            raise
-        message = " ".join(str(e).split())
-        print(f"\nyolo-ld: {message or 'interrupted'}", file=sys.stderr)  # after a progress bar's unfinished line
-        return 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def main(args: list[str]) -> int:
