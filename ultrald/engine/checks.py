@@ -122,19 +122,15 @@ def run_holder(save_dir: Path) -> int | None:
         pid, started = int(lock["pid"]), float(lock.get("started") or 0)
     except (OSError, ValueError, KeyError, TypeError):  # no lock, or an unreadable one: nobody to wait for
         return None
-    if pid <= 0 or pid == os.getpid():
+    if pid <= 0 or pid == os.getpid() or (live := process_started(pid)) is None:
         return None
-    live = process_started(pid)
-    if live is None or (live and started and abs(live - started) > 1):
-        return None
-    return pid
+    return None if live and started and abs(live - started) > 1 else pid  # a pid reused by a later process: stale
 
 
 def refuse_held_run(save_dir: Path) -> None:
     """Raise RunInUseError when another live run holds `save_dir`: two runs there would overwrite each other's
     weights."""
-    pid = run_holder(save_dir)
-    if pid is not None:
+    if (pid := run_holder(save_dir)) is not None:
         raise RunInUseError(
             f"{save_dir} is in use by another live run (pid {pid}): wait for it to end, or train into another "
             f"directory (another name=, or exist_ok=False); if no run uses it, delete {Path(save_dir) / RUN_LOCK}."

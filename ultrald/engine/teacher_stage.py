@@ -53,11 +53,8 @@ def data_digest(data: Mapping) -> str:
 def inherited_settings(args: Mapping[str, Any]) -> dict[str, Any]:
     """Return the Ultralytics training settings of the student run that the teacher stage takes over: each key the
     run set to other than Ultralytics' default, less the student's own (model, name, epochs, seed, ...)."""
-    return {
-        k: v
-        for k, v in args.items()
-        if k in DEFAULT_CFG_DICT and k not in STUDENT_ONLY and v != DEFAULT_CFG_DICT[k] and v is not None
-    }
+    changed = {k: v for k, v in args.items() if k in DEFAULT_CFG_DICT and v != DEFAULT_CFG_DICT[k] and v is not None}
+    return {k: v for k, v in changed.items() if k not in STUDENT_ONLY}
 
 
 def stage_reason(teacher: nn.Module | None, names: Mapping[int, str], task: str) -> str | None:
@@ -98,11 +95,8 @@ def teacher_stage(
     source = Path(resolve_model(str(teacher)))
     settings = inherited_settings(args)
     epochs = args.get("teacher_epochs") or args["epochs"]
-    key = hashlib.sha256(
-        json.dumps(
-            [VERSION, file_hash(source), data_digest(data), epochs, settings], sort_keys=True, default=str
-        ).encode()
-    ).hexdigest()[:12]
+    inputs = json.dumps([VERSION, file_hash(source), data_digest(data), epochs, settings], sort_keys=True, default=str)
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:12]
     project = SimpleNamespace(project=args.get("project"), name=f"teacher-{key}", task=task, mode="train")
     run = get_save_dir(SimpleNamespace(**vars(project), exist_ok=True))
     record = {"key": key, "source": str(teacher), "reason": reason, "epochs": epochs, "run": str(run)}
