@@ -28,11 +28,8 @@ class RunInUseError(UltraldError, RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training was interrupted (Ctrl-C): a KeyboardInterrupt whose message says where last.pt is and how to resume.
-
-    It stays a KeyboardInterrupt, so Python callers stop as they would on Ctrl-C; the CLI prints it in one line and
-    exits 130. `last` is the run's last.pt, None when no epoch was saved.
-    """
+    """Training was interrupted (Ctrl-C): a KeyboardInterrupt (Python callers stop as on Ctrl-C; the CLI exits 130)
+    whose message says where last.pt is and how to resume. `last` is the run's last.pt, None when no epoch was saved."""
 
     def __init__(self, message: str, last=None):
         """Keep the one-line `message` and the checkpoint `last` to resume from."""

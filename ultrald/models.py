@@ -31,8 +31,7 @@ def resolve_model(model):
     file = USER_CONFIG_DIR / "ultrald-models" / match.string
     if not file.is_file():
         name = BASE_YAMLS.get(family, f"{family}{task}.yaml")
-        base = Path(ultralytics.__file__).parent / "cfg" / "models" / FAMILY_DIRS[family] / name
-        cfg = YAML.load(base)
+        cfg = YAML.load(Path(ultralytics.__file__).parent / "cfg" / "models" / FAMILY_DIRS[family] / name)
         depth, _, max_channels = cfg.pop("scales")["n"]
         cfg.update(depth_multiple=depth, width_multiple=width, max_channels=max_channels)
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -41,12 +40,8 @@ def resolve_model(model):
 
 
 def resolve_weights(weights: str | Path, key: str = "model", error: type[Exception] = UltraldError) -> Path:
-    """Return the local path of a *.pt checkpoint: a file, or an official asset name fetched as `yolo` does.
-
-    An official name ('yolov8x.pt', 'yolo26m.pt', 'yolov8s-obb.pt', ...) found neither as a file nor in Ultralytics'
-    weights dir is downloaded by Ultralytics' own helper; offline, or for any other missing name, this raises at once
-    with a message naming the file and how to supply it.
-    """
+    """Return the local path of a *.pt checkpoint: a file, or an official asset name ('yolov8x.pt', ...) from
+    Ultralytics' weights dir or downloaded as `yolo` does; offline, or for any other missing name, raise `error`."""
     path = Path(weights).expanduser()
     if path.suffix != ".pt":
         raise error(f"{key}='{weights}' is not a *.pt checkpoint. Pass the path of a trained Ultralytics model.")

@@ -11,11 +11,8 @@ PLOT_FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # the fonts Ultralytics fetches
 
 
 def ensure_offline_fonts() -> None:
-    """Offline, give Ultralytics a local stand-in (matplotlib's DejaVu Sans) for the plot fonts it would download.
-
-    Ultralytics asks GitHub for Arial.ttf on every dataset check, even with YOLO_OFFLINE=1; with the file in its
-    config dir it asks nothing. Online, nothing is done and Ultralytics fetches the real fonts.
-    """
+    """Offline, give Ultralytics a local stand-in (matplotlib's DejaVu Sans) for the plot fonts it would download: it
+    asks GitHub for Arial.ttf on every dataset check, even with YOLO_OFFLINE=1, unless the file is in its config dir."""
     if ONLINE:
         return
     import matplotlib
