@@ -68,8 +68,7 @@ def cli(args: list[str]) -> int:
     """`yolo-ld demo key=value ...`: parse the DemoConfig fields and run."""
     from ultralytics.cfg import parse_key_value_pair
 
-    valid = {f.name: f.type for f in fields(DemoConfig)}
-    cfg = DemoConfig()
+    valid, cfg = [f.name for f in fields(DemoConfig)], DemoConfig()
     for a in args:
         k, v = parse_key_value_pair(a) if "=" in a else (a, None)
         if k not in valid:
