@@ -161,12 +161,10 @@ def report(rows: list[dict[str, Any]], teacher: dict[str, Any] | None) -> str:
 
 def plot(rows: list[dict[str, Any]], teacher: dict[str, Any] | None, file: Path) -> None:
     """Save the val mAP50-95 curves of every run (and the teacher's level) as a PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend to choose, no figure to close
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), tight_layout=True)
+    fig = Figure(figsize=(6.5, 4), tight_layout=True)
+    ax = fig.subplots()
     seeds = sorted({r["seed"] for r in rows})
     for r in rows:  # one colour per seed, solid distilled and dashed plain: each pair reads side by side
         style, colour = "-" if r["kind"] == "ultrald" else "--", f"C{seeds.index(r['seed']) % 10}"
@@ -178,7 +176,6 @@ def plot(rows: list[dict[str, Any]], teacher: dict[str, Any] | None, file: Path)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.savefig(file, dpi=120)
-    plt.close(fig)
 
 
 def compare(model: str, task: str, overrides: dict[str, Any], seeds: Any = "0,1,2") -> dict[str, Any]:
