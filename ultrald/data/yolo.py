@@ -110,21 +110,17 @@ def check_labels(images: list[Path], bad: Problems, n: Counter) -> list[tuple[in
     return ids
 
 
-def orphan_labels(folders: list[Path], images: list[Path], bad: Problems) -> None:
-    """Count the label files under the labels folders of `folders` that no image of `images` reads."""
-    wanted = set(img2label_paths([str(f) for f in images]))
-    for folder in {Path(img2label_paths([str(f / "x.jpg")])[0]).parent for f in folders}:
-        for label in sorted(folder.rglob("*.txt")) if folder.is_dir() else ():
-            if str(label) not in wanted and label.name not in NAME_FILES:
-                bad("label without image", f"'{label}' belongs to no image")
-
-
-def shared_labels(images: list[Path], bad: Problems) -> None:
-    """Count the images whose label file another image (same folder and stem, e.g. a.jpg and a.png) reads too."""
-    first = {}
+def label_conflicts(folders: list[Path], images: list[Path], bad: Problems) -> None:
+    """Count the images whose label file another image (same folder and stem, e.g. a.jpg and a.png) reads too, then
+    the label files under the labels folders of `folders` that no image of `images` reads."""
+    first = {}  # label file -> the first image that reads it
     for image, label in zip(images, img2label_paths([str(f) for f in images])):
         if (other := first.setdefault(label, image)) != image:
             bad("shared label", f"'{image}' and '{other}' share the label '{label}'")
+    for folder in {Path(img2label_paths([str(f / "x.jpg")])[0]).parent for f in folders}:
+        for label in sorted(folder.rglob("*.txt")) if folder.is_dir() else ():
+            if str(label) not in first and label.name not in NAME_FILES:
+                bad("label without image", f"'{label}' belongs to no image")
 
 
 def class_names(root: Path, ids: list[tuple[int, str]]) -> list[str]:
@@ -201,8 +197,7 @@ def convert_yolo(
     for cls, where in ids:
         if cls >= len(names):
             bad("class out of range", f"'{where}': class {cls} is outside the {len(names)} names")
-    shared_labels(every, bad)
-    orphan_labels([root / f for f in folders.values()], every, bad)
+    label_conflicts([root / f for f in folders.values()], every, bad)
     n.update({**bad.counts, **{f"{split} images": len(files) for split, files in images.items()}})
     if obb := 0 < n["boxes"] == n.pop(NINE, 0):
         LOGGER.warning(f"ultrald: {OBB_HEADER[2:].strip()}")
