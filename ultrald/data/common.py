@@ -109,10 +109,9 @@ def summarize(
     `notes` maps further counts to the words the line follows them with."""
     c, kinds = Counter(counts), problems.counts if problems else {}
     skipped = ", ".join(f"{v} {k}" for k, v in kinds.items())
-    parts = [f"{c[k]} {v}" for k, v in notes.items()]
-    if excluded:
-        why = "kept out of the labels (evaluation reads them from the original annotations)"
-        parts.insert(0, f"{c[excluded]} {excluded} {why}")
+    why = "kept out of the labels (evaluation reads them from the original annotations)"
+    parts = [f"{c[excluded]} {excluded} {why}"] if excluded else []
+    parts += [f"{c[k]} {v}" for k, v in notes.items()]
     LOGGER.info(
         f"ultrald: {what}: {c['images']} images ({c['background']} background), {c['boxes']} boxes"
         + (f"; {', '.join(parts)}" if parts else "")
