@@ -341,7 +341,7 @@ class DistillationTrainerMixin(SetupHooks):
     def build_optimizer(self, model, *args, **kwargs):
         """Ultralytics' optimizer, also training the DFL branch when there is one (in groups like the model's)."""
         optimizer = super().build_optimizer(model, *args, **kwargs)
-        if getattr(self, "branch", None) is not None:
+        if self.branch is not None:
             add_param_groups(optimizer, self.branch)
         return optimizer
 
