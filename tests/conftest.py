@@ -1,12 +1,15 @@
 """Offline, single-threaded test environment, with tiny synthetic data and a tiny plain-Ultralytics teacher."""
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Before anything imports Ultralytics: no network probes, settings in a temp dir, one torch thread.
 _TMP = Path(tempfile.mkdtemp(prefix="ultrald-tests-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_CONFIG_DIR"] = str(_TMP / "config")
 os.environ["OMP_NUM_THREADS"] = "1"
