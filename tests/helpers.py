@@ -28,9 +28,9 @@ def digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
+def save_checkpoint(model: torch.nn.Module, path: Path, train_args: dict | None = None) -> Path:
     """Save a model, trained or not, as an Ultralytics checkpoint (half precision, as Ultralytics saves) that a
-    trainer or `load_teacher` can read; `model` itself is left in float32."""
-    torch.save({"model": model.half(), "train_args": {}, "epoch": -1}, path)
+    trainer or `load_teacher` can read, recording `train_args`; `model` itself is left in float32."""
+    torch.save({"model": model.half(), "train_args": train_args or {}, "epoch": -1}, path)
     model.float()
     return Path(path)

@@ -23,7 +23,7 @@ from ultrald.cfg import LD_DEFAULTS, check_ld_args
 from ultrald.distill.assign import Prediction, assign_mode, decode_prediction, mean_angle, mix_predictions
 from ultrald.distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_criterion
 from ultrald.distill.edges import two_bin_target
-from ultrald.distill.schedules import SCHEDULES, constant, cosine, mosaic_open
+from ultrald.distill.schedules import SCHEDULES, auto, constant, cosine, mosaic_open
 
 NC, REG_MAX, GT_CLASS = 3, 16, 1
 GT = torch.tensor([12.0, 12.0, 52.0, 52.0])  # xyxy pixels in a 64 px image
@@ -231,6 +231,32 @@ def test_distill_schedules_hand_values():
     assert [mosaic_open(e, 10, 3) for e in range(10)] == [1.0] * 7 + [0.0] * 3
     assert [mosaic_open(e, 4, 0) for e in range(4)] == [1.0] * 4
     assert [mosaic_open(e, 4, 6) for e in range(4)] == [1.0] * 4
+    # auto: cosine when the student trains at least the teacher's recorded epochs, else (or unrecorded) constant
+    assert [round(auto(e, 5, 0, 5), 6) for e in range(5)] == [1.0, 0.855018, 0.505, 0.154982, 0.01]
+    assert auto(4, 5, 0, 4) == cosine(4, 5, 0) and auto(4, 5, 0, 6) == auto(4, 5, 0, None) == auto(4, 5, 0, 0) == 1.0
+
+
+class Recorded:
+    """A teacher callable that records the epochs it was trained (as TeacherHead does)."""
+
+    def __init__(self, fn, epochs):
+        self.fn, self.epochs = fn, epochs
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("teacher_epochs, form", [(4, "cosine"), (3, "cosine"), (5, "constant"), (None, "constant")])
+def test_auto_schedule_runs_the_form_the_teachers_epochs_pick(student, teacher_epochs, form):
+    """A 4-epoch student under `auto` trains exactly as under the form its teacher's recorded epochs pick."""
+    preds, teacher, *_ = hand_case()
+    crit = criterion(student, Recorded(teacher, teacher_epochs), epochs=4, distill_schedule="auto")
+    ref = criterion(student, teacher, epochs=4, distill_schedule=form)
+    for epoch in range(4):
+        crit.schedule(epoch, 4), ref.schedule(epoch, 4)
+        assert crit.scale == ref.scale
+        torch.testing.assert_close(crit(preds, one_box_batch())[0], ref(preds, one_box_batch())[0])
+    assert crit.scale == (0.01 if form == "cosine" else 1.0)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "close_mosaic"])

@@ -46,6 +46,7 @@ def distilled(tmp_root, teacher_pt, student_yaml, shapes_yaml):
         "on_pretrain_routine_end", lambda t: before.update(weights=copy.deepcopy(t.teacher.state_dict()))
     )
     trainer.add_callback("on_train_end", lambda t: before.update(teacher=t.teacher))  # released right after
+    trainer.add_callback("on_train_start", lambda t: before.update(epochs=t.model.criterion.teacher_epochs))
     trainer.train()
     return trainer, before
 
@@ -59,6 +60,12 @@ def test_distillation_columns_logged_finite_nonzero(distilled):
         values = [r[column] for r in rows]
         assert all(math.isfinite(v) and v > 0 for v in values), (column, values)
     assert trainer.loss_names == ("box_loss", "cls_loss", "dfl_loss", "ld_loss", "vlr_loss", "kd_loss")
+
+
+@pytest.mark.slow
+def test_the_criterion_knows_the_epochs_the_teacher_was_trained(distilled):
+    """`distill_schedule=auto` compares them with the student's: the teacher fixture's checkpoint records 10."""
+    assert distilled[1]["epochs"] == 10
 
 
 @pytest.fixture(scope="module")

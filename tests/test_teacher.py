@@ -125,3 +125,20 @@ def test_explicit_dis_is_kept_and_ultralytics_defaults_do_not_override_ultrald()
     assert ld_cfg({"dis": 6.0})["dis"] == 6.0  # a recipe that sets Ultralytics' default value on purpose
     assert ld_cfg({**DEFAULT_CFG_DICT, "save_dir": ""})["dis"] == 0.0  # a DDP worker's cfg: ultrald's default holds
     assert ld_cfg(DEFAULT_CFG)["dis"] == 0.0 and ld_cfg({**DEFAULT_CFG_DICT, **LD_DEFAULTS, "dis": 6.0})["dis"] == 6.0
+
+
+def test_the_teacher_records_the_epochs_its_checkpoint_was_trained(tmp_path):
+    """`distill_schedule=auto` compares the student's epochs with these: a file's and a YOLO object's recorded
+    `train_args.epochs`; None for a checkpoint that records none, a bare module, or a value that is no epoch count."""
+    from helpers import save_checkpoint
+    from ultralytics import YOLO
+
+    from ultrald.engine.teacher_stage import build_teacher
+
+    model = build(tmp_path, "t")
+    recorded = {"epochs": 7}
+    for name, train_args, epochs in (("seven", recorded, 7), ("none", {}, None), ("bad", {"epochs": True}, None)):
+        path = save_checkpoint(model, tmp_path / f"{name}.pt", train_args)
+        assert build_teacher(str(path), None, None, "detect").epochs == epochs, name
+    assert build_teacher(YOLO(str(tmp_path / "seven.pt")), None, None, "detect").epochs == 7
+    assert build_teacher(model, None, None, "detect").epochs is None

@@ -310,6 +310,7 @@ class DistillationLoss:
         super().__init__(model, **kwargs)
         self.cfg, self.dfl_branch = cfg or config_of(model), branch
         self.teacher, self.guard, self.branch = teacher, guard or StepGuard(), "one2many"
+        self.teacher_epochs = getattr(teacher, "epochs", None)  # as its checkpoint records them; a bare callable: None
         self.dense_kd = True  # False on a one-to-one branch taught by a dense head, whose duplicates it must not learn
         self.guided = True  # False on a one-to-one branch: it keeps its own top-1 assignment (see LDE2ELoss)
         self.assigner = AssignmentRecorder(self.assigner)
@@ -320,7 +321,7 @@ class DistillationLoss:
         and the factor on the distillation terms (`distill_schedule`)."""
         c = self.cfg
         self.assigner.mode = assign_mode(c.assign, c.assign_until, epoch, epochs) if self.guided else "student"
-        self.scale = SCHEDULES[c.distill_schedule](epoch, epochs, self.hyp.close_mosaic)
+        self.scale = SCHEDULES[c.distill_schedule](epoch, epochs, self.hyp.close_mosaic, self.teacher_epochs)
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the loss vector and items of a batch, zeroed (and counted) when the distillation is non-finite."""

@@ -173,11 +173,13 @@ class TeacherHead:
         model (nn.Module): The frozen teacher.
         shared (bool): True when another module (Ultralytics' DistillationModel, when dis > 0) already runs the teacher
             on each batch; the output is then read from a forward hook instead of a second forward pass.
+        epochs (int | None): The epochs the teacher was trained, as its checkpoint records them (`distill_schedule=auto`
+            reads them); None when unknown.
     """
 
-    def __init__(self, model: nn.Module, shared: bool = False):
+    def __init__(self, model: nn.Module, shared: bool = False, epochs: int | None = None):
         """Keep the frozen teacher and hook its head."""
-        self.model, self.shared, self.output, self._img = model, shared, None, None
+        self.model, self.shared, self.epochs, self.output, self._img = model, shared, epochs, None, None
         self.reg_max, self.end2end = head_of(model).reg_max, is_end2end(model)
         self._hook = head_of(model).register_forward_hook(self._store)
 

@@ -28,6 +28,7 @@ from ..data.shapes import resolve_data
 from ..distill.teacher import IN_MEMORY, file_hash, head_task, load_teacher, teacher_hash
 from ..errors import ResumeError, TeacherError
 from ..models import resolve_model, resolve_weights
+from ..seam import read_checkpoint_dict, train_args
 from .checks import check_data, split_images
 
 STAMP = "ultrald-teacher.json"  # written when a stage finishes: what it was trained from
@@ -143,6 +144,7 @@ class Teacher:
         hash (str): Its fingerprint (`teacher_hash`), checked on resume.
         source (str): What the user passed: a path, an official name, a model yaml, or IN_MEMORY.
         stage (dict | None): The teacher stage's record when ultrald first trained it on the data, else None.
+        epochs (int | None): The epochs of its own training, as its checkpoint records them, else None.
     """
 
     model: nn.Module
@@ -150,6 +152,7 @@ class Teacher:
     hash: str
     source: str
     stage: dict | None = None
+    epochs: int | None = None
 
     @property
     def record(self) -> dict[str, Any]:
@@ -199,4 +202,7 @@ def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, An
             f"teacher={arg} is not the teacher this run was trained with (hash {fingerprint} != {expected_hash}): "
             "pass the original teacher, or start a new run to change it."
         )
-    return Teacher(model, arg, fingerprint, str(teacher) if arg != IN_MEMORY else IN_MEMORY, stage)
+    ckpt = getattr(teacher, "ckpt", None) if arg == IN_MEMORY else read_checkpoint_dict(source)
+    epochs = (train_args(ckpt) or {}).get("epochs")
+    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else None
+    return Teacher(model, arg, fingerprint, str(teacher) if arg != IN_MEMORY else IN_MEMORY, stage, epochs)

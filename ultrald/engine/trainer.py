@@ -30,7 +30,7 @@ from ..cfg import check_ld_args, distill_config, ld_cfg
 from ..data.shapes import resolve_data
 from ..distill.branch import dfl_branch
 from ..distill.criterion import LDDetectionLoss, LDOBBLoss, build_criterion, schedule_criterion
-from ..distill.schedules import feature_weight
+from ..distill.schedules import auto_form, feature_weight
 from ..distill.teacher import (
     IN_MEMORY,
     TeacherHead,
@@ -355,18 +355,22 @@ class DistillationTrainerMixin(SetupHooks):
         every checkpoint keep a teacher-free criterion)."""
         model = unwrap_model(self.model)
         if feature_model(model) is not None:  # its teacher forward serves LD too, read from a hook
-            student, self.teacher_head = feature_student(model), TeacherHead(self.teacher, shared=True)
+            student, shared = feature_student(model), True
         else:
-            student, self.teacher_head = model, TeacherHead(self.teacher)
+            student, shared = model, False
+        self.teacher_head = TeacherHead(self.teacher, shared, self.teacher_info.epochs)
         student.criterion = build_criterion(student, self.teacher_head, self.criterion_class, self.distill, self.branch)
         self.step_guard = student.criterion.guard
         if RANK in {-1, 0}:
             a = self.args
             angle = f" ald={a.ald} ({a.ald_type})" if self.criterion_class is LDOBBLoss else ""
+            te = self.teacher_info.epochs
+            auto = f" ({auto_form(a.epochs, te)}: {a.epochs} epochs, the teacher's {te or 'unrecorded'})"
             LOGGER.info(
                 f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
                 f"{a.kd_type}, {a.kd_region}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, "
                 f"scale={a.vlr_scale}){angle} dis={a.dis} assign={a.assign} distill_schedule={a.distill_schedule}"
+                + (auto if a.distill_schedule == "auto" else "")
                 + (f" dfl_branch={self.branch.reg_max} bins (ld_box={a.ld_box})" if self.branch is not None else "")
             )
 
