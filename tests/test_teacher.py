@@ -127,18 +127,30 @@ def test_explicit_dis_is_kept_and_ultralytics_defaults_do_not_override_ultrald()
     assert ld_cfg(DEFAULT_CFG)["dis"] == 0.0 and ld_cfg({**DEFAULT_CFG_DICT, **LD_DEFAULTS, "dis": 6.0})["dis"] == 6.0
 
 
-def test_the_teacher_records_the_epochs_its_checkpoint_was_trained(tmp_path):
+def test_the_teacher_records_the_epochs_of_its_whole_training(tmp_path):
     """`distill_schedule=auto` compares the student's epochs with these: a file's and a YOLO object's recorded
-    `train_args.epochs`; None for a checkpoint that records none, a bare module, or a value that is no epoch count."""
+    `train_args.epochs` when the teacher was trained from a yaml; None when it started from weights (its earlier
+    training is not on record), was resumed, records none, is a bare module, or holds no epoch count."""
     from helpers import save_checkpoint
     from ultralytics import YOLO
 
-    from ultrald.engine.teacher_stage import build_teacher
+    from ultrald.engine.teacher_stage import build_teacher, trained_epochs
 
-    model = build(tmp_path, "t")
-    recorded = {"epochs": 7}
-    for name, train_args, epochs in (("seven", recorded, 7), ("none", {}, None), ("bad", {"epochs": True}, None)):
-        path = save_checkpoint(model, tmp_path / f"{name}.pt", train_args)
-        assert build_teacher(str(path), None, None, "detect").epochs == epochs, name
+    model, scratch = build(tmp_path, "t"), {"epochs": 7, "model": "yolov8x.yaml", "pretrained": True}
+    cases = {
+        "seven": (scratch, 7),
+        "pt-not-pretrained": ({**scratch, "model": "yolov8x.pt", "pretrained": False}, 7),
+        "fine-tuned": ({**scratch, "model": "yolov8x.pt"}, None),
+        "weights-path": ({**scratch, "pretrained": "coco.pt"}, None),
+        "resumed": ({**scratch, "resume": "last.pt"}, None),
+        "none": ({}, None),
+        "no-model": ({"epochs": 7}, None),
+        "bad": ({**scratch, "epochs": True}, None),
+    }
+    for name, (args, epochs) in cases.items():
+        assert trained_epochs(args) == epochs, name
+    for name in ("seven", "fine-tuned", "none"):
+        path = save_checkpoint(model, tmp_path / f"{name}.pt", cases[name][0])
+        assert build_teacher(str(path), None, None, "detect").epochs == cases[name][1], name
     assert build_teacher(YOLO(str(tmp_path / "seven.pt")), None, None, "detect").epochs == 7
     assert build_teacher(model, None, None, "detect").epochs is None

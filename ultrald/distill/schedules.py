@@ -5,8 +5,8 @@
 (YOLOv6's distillation weight); 'close_mosaic' switches them off when Ultralytics closes the mosaic augmentation for
 the last `close_mosaic` epochs (mmyolo's RTMDet distillation stops at the same point), so the student ends on its
 own losses over the images it is validated on; 'auto' is 'cosine' for a student trained at least as many epochs as
-its teacher's checkpoint records and 'constant' otherwise (bench/README.md: cosine gained on every set at the
-teacher's schedule and lost at a quarter of it).
+its teacher's whole training and 'constant' otherwise (bench/README.md: cosine gained on every set at the teacher's
+schedule and lost at a quarter of it).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def mosaic_open(epoch: int, epochs: int, close_mosaic: int, teacher_epochs: int 
 
 
 def auto_form(epochs: int, teacher_epochs: int | None) -> str:
-    """Return the form 'auto' runs: 'cosine' when the student trains at least the `teacher_epochs` its teacher's
-    checkpoint records, else (also when it records none) 'constant'."""
+    """Return the form 'auto' runs: 'cosine' when the student's `epochs` are at least `teacher_epochs`, the epochs of
+    its teacher's whole training, else (also when they are not on record, None) 'constant'."""
     return "cosine" if teacher_epochs and epochs >= teacher_epochs else "constant"
 
 

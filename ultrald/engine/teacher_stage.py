@@ -144,7 +144,8 @@ class Teacher:
         hash (str): Its fingerprint (`teacher_hash`), checked on resume.
         source (str): What the user passed: a path, an official name, a model yaml, or IN_MEMORY.
         stage (dict | None): The teacher stage's record when ultrald first trained it on the data, else None.
-        epochs (int | None): The epochs of its own training, as its checkpoint records them, else None.
+        epochs (int | None): The epochs of its whole training when its checkpoint records them (`trained_epochs`),
+            else None.
     """
 
     model: nn.Module
@@ -203,6 +204,16 @@ def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, An
             "pass the original teacher, or start a new run to change it."
         )
     ckpt = getattr(teacher, "ckpt", None) if arg == IN_MEMORY else read_checkpoint_dict(source)
-    epochs = (train_args(ckpt) or {}).get("epochs")
-    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else None
+    epochs = trained_epochs(train_args(ckpt) or {})
     return Teacher(model, arg, fingerprint, str(teacher) if arg != IN_MEMORY else IN_MEMORY, stage, epochs)
+
+
+def trained_epochs(args: Mapping[str, Any]) -> int | None:
+    """Return the epochs of a model's whole training from its checkpoint's `train_args`: its `epochs` when it was
+    trained from a model yaml, without pretrained weights and not resumed; None otherwise (a model fine-tuned from
+    weights, an official COCO one included, has earlier training that is not on record)."""
+    epochs, model, pretrained = args.get("epochs"), str(args.get("model") or ""), args.get("pretrained")
+    from_weights = (model.lower().endswith(".pt") and pretrained is not False) or isinstance(pretrained, (str, Path))
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1 or not model or from_weights:
+        return None
+    return None if args.get("resume") else epochs
