@@ -6,7 +6,9 @@ The same student, the same data, epochs, batch, image size and seeds, trained:
     fi_best    the same at the best dis of a sweep on the first seed, its default included (the peer, tuned fairly)
     ld         LD on the main region only
     ld_vlr     LD on the main region and the VLR
-    full       LD + VLR + classification KD (ultrald's defaults)
+    full       LD + VLR + classification KD (ultrald's defaults; since 0.5 distill_schedule=auto, cosine at the teacher's
+               schedule: a `full` run cached before 0.5 ran constant, and the cache does not see a default change)
+    full_const full with the terms at constant weight (distill_schedule=constant): `full` before 0.5
     full_fi    full + Ultralytics' feature imitation at the best dis
     minimal    the minimal logit-distillation recipe (cfg=minimal): LD and KD on the positives, student-score weights
     full_o2m   full on the one-to-many branch only (ld_o2o=0), for end-to-end students (YOLOv10, YOLO26)
@@ -73,6 +75,7 @@ CONFIGS = {  # name -> (trainer, extra overrides)
     "full_mix": ("ld", {"assign": "mix"}),
     # the terms' schedule through the run (distill_schedule=)
     "full_cos": ("ld", {"distill_schedule": "cosine"}),
+    "full_const": ("ld", {"distill_schedule": "constant"}),
     "full_close": ("ld", {"distill_schedule": "close_mosaic"}),
     # reg_max=1 students (YOLO26): the training-only DFL branch (dfl_branch=) and the box-level term's weight (ld_box=)
     "full_branch": ("ld", {"dfl_branch": True}),
@@ -81,7 +84,7 @@ CONFIGS = {  # name -> (trainer, extra overrides)
 }
 OBB_ONLY = {"full_ald_l1", "full_no_ald"}
 # run when named: the one-to-one ablation of end-to-end students, the assignment ablations
-OPTIONAL = {"full_o2m", "full_own", "full_lad", "full_lad_half", "full_mix", "full_cos", "full_close"}
+OPTIONAL = {"full_o2m", "full_own", "full_lad", "full_lad_half", "full_mix", "full_cos", "full_const", "full_close"}
 OPTIONAL |= {"full_branch", "full_branch_kl", "full_box2"}
 
 
