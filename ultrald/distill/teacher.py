@@ -173,8 +173,8 @@ class TeacherHead:
         model (nn.Module): The frozen teacher.
         shared (bool): True when another module (Ultralytics' DistillationModel, when dis > 0) already runs the teacher
             on each batch; the output is then read from a forward hook instead of a second forward pass.
-        epochs (int | None): The epochs the teacher was trained, as its checkpoint records them (`distill_schedule=auto`
-            reads them); None when unknown.
+        epochs (int | None): The epochs of the teacher's whole training (`Teacher.epochs`), which
+            `distill_schedule=auto` compares with the student's; None when not on record.
     """
 
     def __init__(self, model: nn.Module, shared: bool = False, epochs: int | None = None):
