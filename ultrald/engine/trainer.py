@@ -365,7 +365,7 @@ class DistillationTrainerMixin(SetupHooks):
             a = self.args
             angle = f" ald={a.ald} ({a.ald_type})" if self.criterion_class is LDOBBLoss else ""
             te = self.teacher_info.epochs
-            auto = f" ({auto_form(a.epochs, te)}: {a.epochs} epochs, the teacher's {te or 'unrecorded'})"
+            auto = f" ({auto_form(a.epochs, te)}: student {a.epochs} epochs, teacher {te or 'not on record'})"
             LOGGER.info(
                 f"{colorstr('ultrald:')} teacher={a.teacher} ld={a.ld} (T={a.ld_temp}) kd={a.kd} (T={a.kd_temp}, "
                 f"{a.kd_type}, {a.kd_region}) vlr={a.vlr} (ld={a.vlr_ld}, kd={a.vlr_kd}, alpha={a.vlr_alpha}, "
