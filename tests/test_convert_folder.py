@@ -179,6 +179,26 @@ def test_annotations_jpegimages_layout_and_image_sets(tmp_path):
     assert data["summary"]["skipped not in an image set"] == 1  # p4
 
 
+def test_split_folders_keep_the_exports_split(tmp_path, logged):
+    """Roboflow's Pascal VOC export (train/, valid/, test/, each image beside its XML): each image stays in the split
+    its folder names, whatever --val and --seed say (a re-split would leak test images into train); an image outside
+    the split folders is skipped and counted."""
+    src = tmp_path / "roboflow"
+    for folder, stems in (("train", "t1 t2 t3 t4"), ("valid", "v1"), ("test", "x1 x2"), ("extra", "e1")):
+        for stem in stems.split():
+            image(src / folder / f"{stem}_jpg.rf.0a1b.jpg", 50, 40)
+            xml(src / folder / f"{stem}_jpg.rf.0a1b.xml", ("Tree", 1, 1, 25, 40), size=(50, 40))
+    (src / "README.roboflow.txt").write_text("exported")
+    data_yaml = convert_voc_folder(src, tmp_path / "out", val=0.5, seed=3)
+    data = yaml.safe_load(data_yaml.read_text())
+    split_of = {f.name.split("_")[0]: f.parent.name for f in (tmp_path / "out" / "images").glob("*/*.jpg")}
+    assert split_of == {**dict.fromkeys(["t1", "t2", "t3", "t4"], "train"), "v1": "val", "x1": "test", "x2": "test"}
+    assert (data["val"], data["test"]) == ("images/val", "images/test")
+    assert data["summary"]["skipped not in a split folder"] == 1  # extra/e1
+    assert any("split by the folders ['test', 'train', 'valid']" in m for m in logged)
+    assert check_det_dataset(str(data_yaml))["nc"] == 1
+
+
 def test_voc_cli_modes_and_bad_input(labelimg, tmp_path, capsys):
     out = tmp_path / "cli"
     assert entrypoint(["convert", "voc", str(labelimg), str(out), "--names", "Tree,Car", "--val", "0.5"]) == 0

@@ -19,6 +19,7 @@ from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 from ultralytics.utils import LOGGER, TQDM, YAML
 
 STAMP = "ultrald.json"  # what a synthetic dataset was generated from: its cache key
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}  # folder -> split (Roboflow: valid)
 
 
 class Problems:

@@ -16,7 +16,8 @@ its +1 widths.
 Any other folder is a folder of VOC XMLs (labelImg, CVAT): XMLs beside their images, or Annotations/ + JPEGImages/,
 any class names, any image format Ultralytics reads. It writes `my-yolo/{images,labels}/{train,val}/<stem>.*` and
 `data.yaml`, the classes in the order of `--names`, else sorted. The split is ImageSets/Main/train.txt + val.txt
-(+ test.txt) when both exist, else `--val` of the images by a hash of name and `--seed`. Difficult objects stay in the
+(+ test.txt) when both exist, else the folders train/ + val/ or valid/ (+ test/) when they exist (Roboflow's
+export), else `--val` of the images by a hash of name and `--seed`. Difficult objects stay in the
 labels and are counted: without `voc_root`, `metric=voc` evaluates on these labels. What is wrong in the input is
 counted in the summary (datasets/coco-voc.md lists each count)."""
 
@@ -32,6 +33,7 @@ from ultralytics.utils import LOGGER
 
 from .common import (
     BOX_NOTES,
+    SPLIT_FOLDERS,
     Problems,
     box_label,
     check_dir,
@@ -250,23 +252,34 @@ def folder_labels(samples: dict, names: list[str], problems: Problems, n: Counte
     return labels
 
 
-def folder_splits(source: Path, stems: list[str], val: float, seed: int, problems: Problems) -> dict[str, list[str]]:
-    """Return split -> stems: by ImageSets/Main/{train,val,test}.txt when train.txt and val.txt exist (images in none
-    are skipped as 'not in an image set'), else `val` of them as val, chosen by `val_split`."""
-    sets = source / "ImageSets" / "Main"
-    if not ((sets / "train.txt").is_file() and (sets / "val.txt").is_file()):
+def folder_splits(source: Path, samples: dict, val: float, seed: int, problems: Problems) -> dict[str, list[str]]:
+    """Return split -> stems: by ImageSets/Main/{train,val,test}.txt when train.txt and val.txt exist, else by the
+    split folders train/ and val/ or valid/ [+ test/] under `source` (Roboflow's export), else `val` of them as val,
+    chosen by `val_split`. An image in no image set, or outside the split folders, is skipped and counted."""
+    sets, stems = source / "ImageSets" / "Main", sorted(samples)
+    folders = {f: split for f, split in SPLIT_FOLDERS.items() if (source / f).is_dir()}
+    if (sets / "train.txt").is_file() and (sets / "val.txt").is_file():
+        LOGGER.info(f"ultrald: split by the image sets in '{sets}' (the val fraction and seed are not used)")
+        split_of = {}  # image id -> the first set listing it
+        for split in (s for s in SPLITS if (sets / f"{s}.txt").is_file()):
+            for image_id in [x.split()[0] for x in (sets / f"{split}.txt").read_text().splitlines() if x.strip()]:
+                split_of.setdefault(image_id, split)
+        missing = "not in an image set", f"none of '{sets}/{{train,val,test}}.txt'"
+    elif "train" in folders.values() and "val" in folders.values():
+        LOGGER.info(
+            f"ultrald: split by the folders {sorted(folders)} of '{source}' (the val fraction and seed are not used)"
+        )
+        split_of = {k: folders.get(v.image.relative_to(source).parts[0]) for k, v in samples.items()}
+        missing = "not in a split folder", f"none of the split folders {sorted(folders)}"
+    else:
         chosen = val_split(stems, val, seed)
         return {"train": [s for s in stems if s not in chosen], "val": [s for s in stems if s in chosen]}
-    LOGGER.info(f"ultrald: split by the image sets in '{sets}' (the val fraction and seed are not used)")
-    split_of, splits = {}, {split: [] for split in SPLITS}  # split_of: image id -> the first set listing it
-    for split in (s for s in SPLITS if (sets / f"{s}.txt").is_file()):
-        for image_id in [x.split()[0] for x in (sets / f"{split}.txt").read_text().splitlines() if x.strip()]:
-            split_of.setdefault(image_id, split)
+    splits = {split: [] for split in SPLITS}
     for stem in stems:
-        if stem in split_of:
+        if split_of.get(stem):
             splits[split_of[stem]].append(stem)
         else:
-            problems("not in an image set", f"'{stem}' is in none of '{sets}/{{train,val,test}}.txt', skipped")
+            problems(missing[0], f"'{samples[stem].image}' is in {missing[1]}, skipped")
     return splits
 
 
@@ -296,7 +309,7 @@ def convert_voc_folder(
     if not (names := names or sorted({o.name for s in samples.values() for o in s.objects or ()})):
         raise ValueError(f"the XMLs under '{source}' hold no objects; name the classes (names=, --names).")
     labels = folder_labels(samples, names, problems, n)
-    splits = {k: v for k, v in folder_splits(source, sorted(samples), val, seed, problems).items() if v}
+    splits = {k: v for k, v in folder_splits(source, samples, val, seed, problems).items() if v}
     if "train" not in splits:
         raise ValueError(f"no image under '{source}' is in the train split ({dict(problems.counts)} skipped).")
     for split, stems in splits.items():

@@ -22,6 +22,7 @@ from ultralytics.data.utils import img2label_paths
 from ultralytics.utils import LOGGER
 
 from .common import (
+    SPLIT_FOLDERS,
     Problems,
     image_size,
     list_files,
@@ -39,7 +40,6 @@ YAML_HEADER = f"""\
 #   summary: what the labels hold and what is wrong with them (Ultralytics skips an image with a bad line)
 """
 OBB_HEADER = "# Every label line has 9 columns (class + 4 corners): an OBB dataset; train it with an -obb model.\n"
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}  # folder name -> split
 NINE = "9 columns"  # lines of class + 4 corners: all of them, an OBB dataset
 NAME_FILES = ("classes.txt", "names.txt", "obj.names")  # labelImg, common, darknet
 NOTES = {
