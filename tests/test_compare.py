@@ -1,6 +1,7 @@
 """From a user's own data to a distilled student and its comparison with plain training: the teacher stage (a yaml
 trained, an other-class checkpoint fine-tuned, both reused), the teacher's check on the val split, `yolo-ld compare`."""
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import FAST, IMGSZ, tiny_yaml
 from bench.own_data import draw_folder
 from ultrald.cli import entrypoint
 from ultrald.compare import cached_run, paired_gain, parse_seeds, settings_key, verdict
-from ultrald.engine.teacher_stage import STAMP, data_digest, inherited_settings, stage_reason
+from ultrald.engine.teacher_stage import STAMP, data_digest, inherited_settings, source_hash, stage_reason
 from ultrald.errors import UltraldError
 
 TINY = dict(imgsz=IMGSZ, batch=8, workers=0, plots=False, **FAST)
@@ -107,6 +108,15 @@ def test_stage_reason(tmp_path):
     assert stage_reason(model, {0: "Tree"}, "detect").endswith("to the data's 1")
     assert stage_reason(model, {0: "plane"}, "obb") is None  # another task: the pair check names it
     assert stage_reason(None, {0: "Tree"}, "detect") == "trained from scratch"
+
+
+def test_a_model_yaml_ultralytics_ships_is_a_teacher_by_name(tmp_path):
+    """teacher=yolov8x.yaml (README's form) names no local file: the stage key hashes the model Ultralytics builds
+    from it, its scale included; a local yaml keeps its file's hash."""
+    n, s = source_hash(Path("yolov8n.yaml")), source_hash(Path("yolov8s.yaml"))
+    assert n != s and n == source_hash(Path("yolov8n.yaml"))
+    local = tiny_yaml(tmp_path / "t.yaml", 0.125)
+    assert source_hash(local) == hashlib.sha256(local.read_bytes()).hexdigest()
 
 
 def test_inherited_settings_and_data_digest(tmp_path, shapes_yaml):

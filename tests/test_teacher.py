@@ -114,6 +114,15 @@ def test_trainer_refuses_missing_teacher_before_creating_a_run(tmp_path, shapes_
         )
     with pytest.raises(TeacherError, match="teacher= is required"):
         LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), project=str(project)))
+    with pytest.raises(TeacherError, match="teacher='yolov8q.yaml' is neither a yaml file nor a model yaml"):
+        LDTrainer(
+            overrides={
+                "model": "yolov8n.yaml",
+                "data": str(shapes_yaml),
+                "teacher": "yolov8q.yaml",
+                "project": str(project),
+            }
+        )
     assert not project.exists()  # nothing written
 
 

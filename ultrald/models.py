@@ -62,3 +62,19 @@ def resolve_weights(weights: str | Path, key: str = "model", error: type[Excepti
         f"{key}='{weights}' does not exist (resolved to '{path.resolve()}'). Pass an existing checkpoint, e.g. the "
         "weights/best.pt of a 'yolo train' run, or an official name such as yolov8x.pt."
     )
+
+
+def model_yaml(model: str | Path, key: str = "model", error: type[Exception] = UltraldError) -> Path | dict:
+    """Return a model yaml as a local file's path, or, for a name Ultralytics ships ('yolov8x.yaml', 'yolo11l.yaml'),
+    the model dict it builds from it (its scale included); raise `error` for a yaml that is neither."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    if Path(model := resolve_model(model)).is_file():
+        return Path(model).resolve()
+    try:
+        return yaml_model_load(model)
+    except FileNotFoundError:
+        raise error(
+            f"{key}='{model}' is neither a yaml file nor a model yaml Ultralytics ships (yolov8x.yaml, yolo11l.yaml, "
+            "...)."
+        ) from None

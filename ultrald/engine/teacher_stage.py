@@ -27,10 +27,11 @@ from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
 from ..data.shapes import resolve_data
 from ..distill.teacher import IN_MEMORY, file_hash, head_task, load_teacher, teacher_hash
 from ..errors import ResumeError, TeacherError
-from ..models import resolve_model, resolve_weights
+from ..models import model_yaml, resolve_model, resolve_weights
 from ..seam import read_checkpoint_dict, train_args
 from .checks import check_data, split_images
 
+YAMLS = {".yaml", ".yml"}
 STAMP = "ultrald-teacher.json"  # written when a stage finishes: what it was trained from
 VERSION = 1  # bump when what a stage inherits changes, so older stages are not reused
 # The student run's own keys, which the teacher stage does not inherit (Ultralytics' FI keys belong to the student).
@@ -49,6 +50,14 @@ def data_digest(data: Mapping) -> str:
             h.update(f"{split}/{image.name}:{image.stat().st_size if image.exists() else -1}\0".encode())
             h.update(Path(label).read_bytes() if Path(label).is_file() else b"-")
     return h.hexdigest()
+
+
+def source_hash(source: Path) -> str:
+    """Return the sha256 of a teacher's file, or of the model dict of a yaml name Ultralytics ships (yolov8x.yaml)."""
+    spec = model_yaml(source, "teacher", TeacherError) if source.suffix in YAMLS else source
+    if isinstance(spec, dict):
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    return file_hash(spec)
 
 
 def inherited_settings(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,7 +105,9 @@ def teacher_stage(
     source = Path(resolve_model(str(teacher)))
     settings = inherited_settings(args)
     epochs = args.get("teacher_epochs") or args["epochs"]
-    inputs = json.dumps([VERSION, file_hash(source), data_digest(data), epochs, settings], sort_keys=True, default=str)
+    inputs = json.dumps(
+        [VERSION, source_hash(source), data_digest(data), epochs, settings], sort_keys=True, default=str
+    )
     key = hashlib.sha256(inputs.encode()).hexdigest()[:12]
     project = SimpleNamespace(project=args.get("project"), name=f"teacher-{key}", task=task, mode="train")
     run = get_save_dir(SimpleNamespace(**vars(project), exist_ok=True))
@@ -184,7 +195,9 @@ def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, An
     if isinstance(teacher, (nn.Module, Model)):
         source, arg, model = teacher, IN_MEMORY, load_teacher(teacher)
     else:
-        is_yaml = Path(str(teacher)).suffix in {".yaml", ".yml"}
+        is_yaml = Path(str(teacher)).suffix in YAMLS
+        if is_yaml:
+            model_yaml(teacher, "teacher", TeacherError)  # a misspelt name fails here, not after the data scan
         source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
         model = None if is_yaml else load_teacher(source)
         trained = None
