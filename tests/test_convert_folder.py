@@ -55,14 +55,16 @@ def labelimg(tmp_path):
     (src / "f.xml").write_text("<annotation><size><width>100</width>")
     (src / "g.png").write_bytes(b"not an image")  # unreadable image
     xml(src / "g.xml", ("Tree", 1, 1, 10, 10))
-    image(src / "sub" / "a.png")  # the stem of a.png and a.xml again, in a sub-folder: skipped
+    image(src / "sub" / "a.png")  # the stem of a.png and a.xml again, in a sub-folder: its own image and XML
     xml(src / "sub" / "a.xml", ("Car", 1, 1, 100, 80))
+    image(src / "day" / "a.png")  # no XML beside it: background, not sub/a.xml's or a.xml's boxes
     return src
 
 
 def labels_of(out: Path) -> dict[str, str]:
-    """Image stem -> its label file's text, over all splits."""
-    return {f.stem: f.read_text() for f in (out / "labels").glob("*/*.txt")}
+    """Image path under images/<split>, without extension -> its label file's text, over all splits."""
+    return {f.relative_to(d).with_suffix("").as_posix(): f.read_text() for d in (out / "labels").glob("*/") for f in
+            d.rglob("*.txt")}  # fmt: skip
 
 
 def test_voc_folder_labels_counts_and_split(labelimg, tmp_path, logged):
@@ -76,34 +78,36 @@ def test_voc_folder_labels_counts_and_split(labelimg, tmp_path, logged):
         "b": "0 0.250000 0.250000 0.500000 0.500000\n",
         "c": "",
         "e": "1 0.750000 0.750000 0.500000 0.500000\n",  # Tree [50, 40, 100, 80]
+        "sub/a": "0 0.500000 0.500000 1.000000 1.000000\n",  # Car [0, 0, 100, 80], its own XML
+        "day/a": "",
     }
-    images = {f.name: f for f in (data_yaml.parent / "images").glob("*/*")}
-    assert sorted(images) == ["a.png", "b.png", "c.png", "e.jpg"]  # the first by path of a stem's files
+    images = {f.relative_to(d).as_posix(): f for d in (data_yaml.parent / "images").glob("*/") for f in d.rglob("*.*")}
+    assert sorted(images) == ["a.png", "b.png", "c.png", "day/a.png", "e.jpg", "sub/a.png"]  # e.jpg: first by path
     assert images["a.png"].resolve() == (labelimg / "a.png").resolve()
     assert images["e.jpg"].resolve() == (labelimg / "e.jpg").resolve()
     assert data["summary"] == {
-        "images": 4,
-        "background": 1,
-        "boxes": 4,
+        "images": 6,
+        "background": 2,
+        "boxes": 5,
         "clipped": 1,
         "dropped": 1,
         "difficult": 1,
         "size read from image": 1,
-        "no xml": 1,
-        "train images": 3,
-        "val images": 1,  # 0.25 of 4
-        "skipped duplicate": 3,  # e.png, sub/a.png, sub/a.xml
+        "no xml": 2,
+        "train images": 4,
+        "val images": 2,  # 0.25 of 6
+        "skipped duplicate": 1,  # e.png
         "skipped missing image": 1,  # d.xml
         "skipped malformed xml": 1,  # f.xml
         "skipped unreadable image": 1,  # g.png
     }
     assert (data["train"], data["val"]) == ("images/train", "images/val")
     assert "test" not in data and "voc_root" not in data  # metric=voc reads these labels, not the XMLs
-    assert len(list((data_yaml.parent / "images/val").iterdir())) == 1
+    assert len(list((data_yaml.parent / "images/val").rglob("*.png"))) == 2
     assert check_det_dataset(str(data_yaml))["nc"] == 2
-    assert any("e.png' has the stem of '" in m for m in logged)
+    assert any("e.png' has the name of '" in m for m in logged)
     assert any("f.xml' is not well-formed XML" in m for m in logged)
-    assert any("skipped: 3 duplicate, 1 missing image, 1 malformed xml, 1 unreadable image" in m for m in logged)
+    assert any("skipped: 1 duplicate, 1 missing image, 1 malformed xml, 1 unreadable image" in m for m in logged)
 
 
 def test_names_order_and_unknown_classes(labelimg, tmp_path, logged):
@@ -122,9 +126,11 @@ def test_names_order_and_unknown_classes(labelimg, tmp_path, logged):
         "b": "",  # both its Cars skipped: a background image now
         "c": "",
         "e": "0 0.750000 0.750000 0.500000 0.500000\n",
+        "sub/a": "",
+        "day/a": "",
     }
     s = data["summary"]
-    assert (s["skipped unknown class"], s["boxes"], s["background"], s["difficult"], s["dropped"]) == (3, 2, 2, 0, 0)
+    assert (s["skipped unknown class"], s["boxes"], s["background"], s["difficult"], s["dropped"]) == (4, 2, 4, 0, 0)
     assert any("a.xml': object 'Car' is not one of the names, skipped" in m for m in logged)
     with pytest.raises(ValueError, match="'Car'.* more than once"):
         convert_voc_folder(labelimg, tmp_path / "o3", names=["Car", "Tree", "Car"])
@@ -199,13 +205,44 @@ def test_split_folders_keep_the_exports_split(tmp_path, logged):
     assert check_det_dataset(str(data_yaml))["nc"] == 1
 
 
+def test_cvat_export_subsets_and_labelmap(tmp_path, logged):
+    """CVAT's PASCAL VOC export: image sets named after its subsets (Train, Validation, Test), and labelmap.txt, whose
+    order (unused labels included, its mask-only background not) gives the classes. Train and test without val: val
+    is the test split. A --names that matches no object is an error, not a dataset of background images."""
+    src = tmp_path / "cvat"
+    for stem in ("p1", "p2", "p3", "p4"):
+        image(src / "JPEGImages" / f"{stem}.jpg", 50, 40)
+        xml(src / "Annotations" / f"{stem}.xml", ("person", 1, 1, 25, 40), ("car", 26, 1, 50, 20), size=(50, 40))
+    (sets := src / "ImageSets" / "Main").mkdir(parents=True)
+    (sets / "Train.txt").write_text("p1\np2\n")
+    (sets / "Validation.txt").write_text("p3\n")
+    (sets / "Test.txt").write_text("p4\n")
+    labelmap = "# label:color_rgb:parts:actions\nbackground:0,0,0::\ntree:1,2,3::\nperson:250,50,83::\ncar:5,5,5::\n"
+    (src / "labelmap.txt").write_text(labelmap)
+    data = yaml.safe_load(convert_voc_folder(src, tmp_path / "out", val=0.5).read_text())
+    assert data["names"] == {0: "tree", 1: "person", 2: "car"}
+    assert (
+        labels_of(tmp_path / "out")["p1"]
+        == "1 0.250000 0.500000 0.500000 1.000000\n2 0.750000 0.250000 0.500000 0.500000\n"
+    )
+    split_of = {f.stem: f.parent.name for f in (tmp_path / "out" / "images").rglob("*.jpg")}
+    assert split_of == {"p1": "train", "p2": "train", "p3": "val", "p4": "test"}
+    assert any("split by the image sets ['Test.txt', 'Train.txt', 'Validation.txt']" in m for m in logged)
+
+    (sets / "Validation.txt").unlink()  # train and test only: val is the test split, p3 is in no set
+    data = yaml.safe_load(convert_voc_folder(src, tmp_path / "out2", names=src / "labelmap.txt").read_text())
+    assert (data["val"], data["test"], data["summary"]["skipped not in an image set"]) == ("images/test",) * 2 + (1,)
+    with pytest.raises(ValueError, match=r"no box under .* is of the classes \['Person'\]: the XMLs name \['car', "):
+        convert_voc_folder(src, tmp_path / "out3", names=["Person"])
+
+
 def test_voc_cli_modes_and_bad_input(labelimg, tmp_path, capsys):
     out = tmp_path / "cli"
     assert entrypoint(["convert", "voc", str(labelimg), str(out), "--names", "Tree,Car", "--val", "0.5"]) == 0
     printed = Path(capsys.readouterr().out.strip().splitlines()[-1])
     data = yaml.safe_load(printed.read_text())
     assert printed == out / "data.yaml" and data["names"] == {0: "Tree", 1: "Car"}
-    assert (data["summary"]["train images"], data["summary"]["val images"]) == (2, 2)
+    assert (data["summary"]["train images"], data["summary"]["val images"]) == (3, 3)
 
     def refused(*args) -> str:
         assert entrypoint(["convert", "voc", *map(str, args)]) == 2
@@ -330,3 +367,62 @@ def test_yolo_bad_input(tmp_path, capsys):
     (tmp_path / "theirs" / "train.txt").write_text("/somewhere/a.png\n")
     assert "exist already" in refused(tmp_path / "theirs", "--val", "0.5")
     assert (tmp_path / "theirs" / "train.txt").read_text() == "/somewhere/a.png\n"
+
+
+def roboflow_yolo(root: Path, names_text: str) -> Path:
+    """A Roboflow 'YOLOv8' export: its data.yaml (`names_text`, nc 3) and train/valid/test, no label of class 0."""
+    for i, split in enumerate(("train", "valid", "test")):
+        image(root / split / "images" / f"{split}.jpg", 32, 32)
+        yolo_label(root / split / "labels" / f"{split}.txt", f"{1 + i % 2} 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(
+        f"train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 3\n{names_text}\n"
+        "roboflow:\n  workspace: ws\n  project: p\n  version: 1\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    "names_text", ["names: ['bird', 'cat', 'dog']", "names:\n  0: bird\n  1: cat\n  2: dog"], ids=["list", "dict"]
+)
+def test_yolo_roboflow_export_keeps_its_yaml_names(tmp_path, logged, names_text):
+    root = roboflow_yolo(tmp_path / "rf", names_text)
+    before = (root / "data.yaml").read_text()
+    data = check_det_dataset(str(convert_yolo(root, out=tmp_path / "rf.yaml")))
+    assert data["names"] == {0: "bird", 1: "cat", 2: "dog"}  # bird, used by no label, keeps its index
+    assert any(f"class names from '{root / 'data.yaml'}'" in m for m in logged)
+    assert (root / "data.yaml").read_text() == before
+    (root / "classes.txt").write_text("x\ny\nz\n")  # the dataset's yaml comes before a names file, --names before both
+    assert check_det_dataset(str(convert_yolo(root, out=tmp_path / "rf.yaml")))["names"][0] == "bird"
+    convert_yolo(root, names=["a", "b", "c"], out=tmp_path / "rf.yaml")
+    assert yaml.safe_load((tmp_path / "rf.yaml").read_text())["names"] == {0: "a", 1: "b", 2: "c"}
+
+
+def test_yolo_other_yaml_names_and_bad_ones(tmp_path):
+    root = roboflow_yolo(tmp_path / "rf", "names: [bird, cat, dog]")
+    (root / "data.yaml").rename(root / "b.yaml")
+    (root / "a.yaml").write_text("roboflow: {version: 1}\n")  # no names: the next yaml by name gives them
+    assert check_det_dataset(str(convert_yolo(root, out=root / "a_checked.yaml")))["names"][0] == "bird"
+    (root / "b.yaml").write_text("names: [bird, cat, dog, fish]\n")  # a_checked.yaml, ours, comes first but is skipped
+    assert check_det_dataset(str(convert_yolo(root, out=root / "a_checked.yaml")))["names"][3] == "fish"
+    for text, why in [
+        ("names: [bird, cat\n", "YAML syntax error"),
+        ("- bird\n- cat\n", "not a valid YAML mapping"),
+        ("names: bird cat dog\n", "neither a list nor"),
+        ("names: {0: bird, 2: dog}\n", "neither a list nor"),
+        ("names: [bird, cat, bird]\n", "appear more than once"),
+    ]:
+        (root / "b.yaml").write_text(text)
+        with pytest.raises(ValueError, match=why) as e:
+            convert_yolo(root, out=tmp_path / "x.yaml")
+        assert str(root / "b.yaml") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_yolo_cli_keeps_the_exports_own_yaml(tmp_path, capsys):
+    root = roboflow_yolo(tmp_path / "rf", "names: [bird, cat, dog]")
+    before = (root / "data.yaml").read_text()
+    assert entrypoint(["convert", "yolo", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "dataset's own yaml" in err
+    assert f"data={root / 'data.yaml'}" in err and "--out" in err and "remove it" not in err
+    assert (root / "data.yaml").read_text() == before
+    assert check_det_dataset(str(root / "data.yaml"))["train"] == str(root / "train" / "images")  # usable as it is

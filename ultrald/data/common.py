@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections import Counter
@@ -18,8 +19,10 @@ import numpy as np
 from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 from ultralytics.utils import LOGGER, TQDM, YAML
 
+LABELMAP_LINE = re.compile(r"^([^:#][^:]*):\d+,\d+,\d+:[^:]*:[^:]*$")  # CVAT's labelmap.txt: name:r,g,b:parts:actions
 STAMP = "ultrald.json"  # what a synthetic dataset was generated from: its cache key
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}  # folder -> split (Roboflow: valid)
+# a split folder's or image set's name, lower case -> its split (Roboflow: valid; CVAT: Validation)
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 class Problems:
@@ -155,8 +158,9 @@ def list_files(folder: Path, formats: Iterable[str] = IMG_FORMATS) -> list[Path]
 
 def load_names(names: str | Path | Sequence[str] | None) -> list[str] | None:
     """Return class names from a sequence or a names file (one per line, as classes.txt and obj.names hold them:
-    line i is class i); None stays None. Raises FileNotFoundError for a missing file, ValueError for no names, an
-    empty name (it would shift the classes after it) or a repeated one."""
+    line i is class i; or CVAT's labelmap.txt, 'name:r,g,b::' lines less its mask-only 'background'); None stays
+    None. Raises FileNotFoundError for a missing file, ValueError for no names, an empty name (it would shift the
+    classes after it) or a repeated one."""
     if names is None:
         return None
     where = "the class names"
@@ -164,6 +168,8 @@ def load_names(names: str | Path | Sequence[str] | None) -> list[str] | None:
         if not Path(names).is_file():
             raise FileNotFoundError(f"names file '{names}' does not exist.")
         where, names = f"names file '{names}'", Path(names).read_text(encoding="utf-8-sig").rstrip().splitlines()
+        if names and all(LABELMAP_LINE.match(n) or n.startswith("#") for n in names):  # CVAT's labelmap.txt
+            names = [m[1] for n in names if (m := LABELMAP_LINE.match(n)) and m[1] != "background"]
     names = [str(n).strip() for n in names]
     if not names:
         raise ValueError(f"{where}: no names.")

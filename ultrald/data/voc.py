@@ -13,13 +13,13 @@ Boxes: VOC's 1-based inclusive corners (xmin, ymin, xmax, ymax) cover [xmin - 1,
 continuous pixels, the convention of labels and evaluation here; the IoU of two such boxes is the devkit's IoU with
 its +1 widths.
 
-Any other folder is a folder of VOC XMLs (labelImg, CVAT): XMLs beside their images, or Annotations/ + JPEGImages/,
-any class names, any image format Ultralytics reads. It writes `my-yolo/{images,labels}/{train,val}/<stem>.*` and
-`data.yaml`, the classes in the order of `--names`, else sorted. The split is ImageSets/Main/train.txt + val.txt
-(+ test.txt) when both exist, else the folders train/ + val/ or valid/ (+ test/) when they exist (Roboflow's
-export), else `--val` of the images by a hash of name and `--seed`. Difficult objects stay in the
-labels and are counted: without `voc_root`, `metric=voc` evaluates on these labels. What is wrong in the input is
-counted in the summary (datasets/coco-voc.md lists each count)."""
+Any other folder is a folder of VOC XMLs (labelImg, CVAT, Roboflow): XMLs beside their images, or Annotations/ +
+JPEGImages/, any class names, any image format Ultralytics reads; an image pairs with the XML of its own path. It writes
+`my-yolo/{images,labels}/{train,val}/<path>.*` and `data.yaml`, the classes in the order of `--names`, else of
+labelmap.txt (CVAT), else sorted. An export's split is kept: ImageSets/Main/<split>.txt (CVAT's Train, Validation,
+Test too), else train/ + valid/ (+ test/) folders (Roboflow); else `--val` of the images by a hash of the path and
+`--seed`. Difficult objects stay in the labels and are counted: without `voc_root`, `metric=voc` evaluates on these
+labels. What is wrong in the input is counted in the summary (datasets/coco-voc.md lists each count)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ FOLDER_NOTES = {
     "no xml": "images without an XML kept as background",
 }
 SPLITS = ("train", "val", "test")
+LABELMAP = "labelmap.txt"  # CVAT's label list, in its order
 DEVKIT_SETS, DEVKIT_TEST = "2007:trainval,2012:trainval", "2007:test"
 
 
@@ -200,16 +201,17 @@ class FolderSample(NamedTuple):
 
 
 def index_folder(source: Path, problems: Problems) -> tuple[dict[str, Path], dict[str, Path]]:
-    """Return (stem -> image, stem -> XML) under `source`, or under its JPEGImages/ and Annotations/ where they exist.
-    Of the files that share a stem (a.jpg and a.png; a.xml in two sub-folders) the first by path is kept and the
-    others are skipped as 'duplicate': their YOLO labels would share one file name."""
+    """Return (key -> image, key -> XML) under `source`, or under its JPEGImages/ and Annotations/ where they exist. A
+    key is the file's path under that folder without its extension ('day/IMG_1'), so an image pairs only with the XML
+    of its own sub-folder. Of two files with one key (a.jpg and a.png) the first by path is kept and the other is
+    skipped as 'duplicate': both would read one YOLO label."""
     images, xmls = (source / sub if (source / sub).is_dir() else source for sub in ("JPEGImages", "Annotations"))
     found = []
-    for files in list_files(images), list_files(xmls, ["xml"]):
+    for root, files in (images, list_files(images)), (xmls, list_files(xmls, ["xml"])):
         kept = {}
         for f in files:
-            if (first := kept.setdefault(f.stem, f)) != f:
-                problems("duplicate", f"'{f}' has the stem of '{first}', skipped (both would be '{f.stem}' in YOLO)")
+            if (first := kept.setdefault(f.relative_to(root).with_suffix("").as_posix(), f)) != f:
+                problems("duplicate", f"'{f}' has the name of '{first}', skipped (both would read one YOLO label)")
         found.append(kept)
     return found[0], found[1]
 
@@ -252,34 +254,39 @@ def folder_labels(samples: dict, names: list[str], problems: Problems, n: Counte
     return labels
 
 
-def folder_splits(source: Path, samples: dict, val: float, seed: int, problems: Problems) -> dict[str, list[str]]:
-    """Return split -> stems: by ImageSets/Main/{train,val,test}.txt when train.txt and val.txt exist, else by the
-    split folders train/ and val/ or valid/ [+ test/] under `source` (Roboflow's export), else `val` of them as val,
-    chosen by `val_split`. An image in no image set, or outside the split folders, is skipped and counted."""
-    sets, stems = source / "ImageSets" / "Main", sorted(samples)
-    folders = {f: split for f, split in SPLIT_FOLDERS.items() if (source / f).is_dir()}
-    if (sets / "train.txt").is_file() and (sets / "val.txt").is_file():
-        LOGGER.info(f"ultrald: split by the image sets in '{sets}' (the val fraction and seed are not used)")
-        split_of = {}  # image id -> the first set listing it
-        for split in (s for s in SPLITS if (sets / f"{s}.txt").is_file()):
-            for image_id in [x.split()[0] for x in (sets / f"{split}.txt").read_text().splitlines() if x.strip()]:
-                split_of.setdefault(image_id, split)
-        missing = "not in an image set", f"none of '{sets}/{{train,val,test}}.txt'"
-    elif "train" in folders.values() and "val" in folders.values():
-        LOGGER.info(
-            f"ultrald: split by the folders {sorted(folders)} of '{source}' (the val fraction and seed are not used)"
-        )
-        split_of = {k: folders.get(v.image.relative_to(source).parts[0]) for k, v in samples.items()}
-        missing = "not in a split folder", f"none of the split folders {sorted(folders)}"
+def folder_splits(source: Path, samples: dict, val: float, seed: int, problems: Problems) -> dict[str, dict]:
+    """Return split -> {key: its path under images/<split>, without extension}. An export's split is kept: the image
+    sets ImageSets/Main/<split>.txt (CVAT's Train, Validation, Test too) when they name train and val or test, else
+    the folders train/ and val/ (valid/) or test/ under `source` (Roboflow's export); an image in none of them is
+    skipped and counted, never re-drawn into train. Without either, `val` of the images go to val (`val_split`)."""
+    sets = source / "ImageSets" / "Main"
+    files = {SPLIT_FOLDERS[f.stem.lower()]: f for f in sorted(sets.glob("*.txt")) if f.stem.lower() in SPLIT_FOLDERS}
+    root = source / "JPEGImages" if (source / "JPEGImages").is_dir() else source  # where the keys start
+    folders = {
+        d.name: SPLIT_FOLDERS[d.name.lower()] for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_FOLDERS
+    }
+    if "train" in files and len(files) > 1:
+        set_of = {}  # image id -> the first set listing it
+        for split, file in sorted(files.items(), key=lambda x: SPLITS.index(x[0])):
+            for image_id in [x.split()[0] for x in file.read_text().splitlines() if x.strip()]:
+                set_of.setdefault(image_id, split)
+        by, missing = f"the image sets {sorted(f.name for f in files.values())} in '{sets}'", "not in an image set"
+        split_of = {k: (set_of.get(k), k) for k in samples}
+    elif "train" in folders.values() and len(set(folders.values())) > 1:
+        by, missing = f"the folders {sorted(folders)} of '{root}'", "not in a split folder"
+        split_of = {k: (folders.get(k.partition("/")[0]) if "/" in k else None, k.partition("/")[2]) for k in samples}
     else:
-        chosen = val_split(stems, val, seed)
-        return {"train": [s for s in stems if s not in chosen], "val": [s for s in stems if s in chosen]}
-    splits = {split: [] for split in SPLITS}
-    for stem in stems:
-        if split_of.get(stem):
-            splits[split_of[stem]].append(stem)
+        if files or any(sets.glob("*.txt")):
+            LOGGER.info(f"ultrald: the image sets in '{sets}' name no train and val or test split: split by --val")
+        chosen = val_split(samples, val, seed)
+        return {"train": {k: k for k in samples if k not in chosen}, "val": {k: k for k in sorted(chosen)}}
+    LOGGER.info(f"ultrald: split by {by} (the val fraction and seed are not used)")
+    splits = {split: {} for split in SPLITS}
+    for key, (split, path) in split_of.items():
+        if split:
+            splits[split][key] = path
         else:
-            problems(missing[0], f"'{samples[stem].image}' is in {missing[1]}, skipped")
+            problems(missing, f"'{samples[key].image}' is in none of {by}, skipped")
     return splits
 
 
@@ -306,22 +313,28 @@ def convert_voc_folder(
             f"no image under '{source}' has a VOC annotation ({len(images)} images, {len(xmls)} XMLs found, "
             f"{sum(problems.counts.values())} skipped); XMLs go beside their images, or in Annotations/ + JPEGImages/."
         )
-    if not (names := names or sorted({o.name for s in samples.values() for o in s.objects or ()})):
+    found = sorted({o.name for s in samples.values() for o in s.objects or ()})
+    if (labelmap := source / LABELMAP).is_file() and not names:  # CVAT's label order, unused labels included
+        names = load_names(labelmap)
+        LOGGER.info(f"ultrald: class names from '{labelmap}'")
+    if not (names := names or found):
         raise ValueError(f"the XMLs under '{source}' hold no objects; name the classes (names=, --names).")
     labels = folder_labels(samples, names, problems, n)
+    if not any(labels.values()):
+        raise ValueError(f"no box under '{source}' is of the classes {names}: the XMLs name {found}.")
     splits = {k: v for k, v in folder_splits(source, samples, val, seed, problems).items() if v}
     if "train" not in splits:
         raise ValueError(f"no image under '{source}' is in the train split ({dict(problems.counts)} skipped).")
-    for split, stems in splits.items():
+    for split, paths in splits.items():
         folder = reset_split(out_dir, split)[0]
-        for stem in stems:
-            write_sample(samples[stem].image, folder / samples[stem].image.name, labels[stem], copy, n)
-        n[f"{split} images"] = len(stems)
-    if "val" not in splits:
-        LOGGER.warning("ultrald: no image in the val split, so val is the train split.")
-    summary = summarize(f"VOC folder {source}", n, problems, notes=FOLDER_NOTES)
+        for key, path in paths.items():
+            write_sample(samples[key].image, folder / f"{path}{samples[key].image.suffix}", labels[key], copy, n)
+        n[f"{split} images"] = len(paths)
     folders = {s: f"images/{s}" if s in splits else None for s in SPLITS}
-    folders["val"] = folders["val"] or folders["train"]
+    folders["val"] = folders["val"] or folders["test"] or folders["train"]
+    if "val" not in splits:
+        LOGGER.warning(f"ultrald: no image in the val split, so val is the {folders['val'][7:]} split.")
+    summary = summarize(f"VOC folder {source}", n, problems, notes=FOLDER_NOTES)
     what = f"VOC folder dataset ({len(names)} classes)"
     return write_data_yaml(out_dir, names, folders, FOLDER_HEADER, what, summary=summary)
 

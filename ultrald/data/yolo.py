@@ -5,11 +5,12 @@
 Layouts: images/{train,val[,test]} + labels/{...} (`valid` counts as val); Roboflow's {train,valid[,test]}/images +
 .../labels; or one images/ + labels/ without a split, which gets the image lists train.txt and val.txt beside the
 yaml (`--val` of the images as val, chosen by a hash of the image path and `--seed`). The classes: `--names`, else
+`names` of the dataset's own yaml (DIR/data.yaml, else the first DIR/*.yaml with names, as Roboflow exports them), else
 classes.txt, names.txt or obj.names in DIR or DIR/labels (line i is class i), else class0..classN-1 from the largest
 class id seen. Nothing is moved or rewritten: malformed lines, class ids outside the names, coordinates outside
 [0, 1], images without a label file, label files without an image and images that share a label file are counted in
 the yaml's summary; Ultralytics' own scan then skips each image that has a bad line. A yaml that `yolo-ld convert
-yolo` did not write is never replaced."""
+yolo` did not write is never replaced: train from the dataset's own yaml as it is, or pass --out for a checked copy."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ultralytics.data.utils import img2label_paths
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, YAML
 
 from .common import (
     SPLIT_FOLDERS,
@@ -123,8 +124,34 @@ def label_conflicts(folders: list[Path], images: list[Path], bad: Problems) -> N
                 bad("label without image", f"'{label}' belongs to no image")
 
 
+def ours(file: Path) -> bool:
+    """Return whether 'yolo-ld convert yolo' wrote the yaml `file` (then it may be replaced, and its names not read)."""
+    return file.read_text(encoding="utf-8", errors="replace").startswith(HEADER)
+
+
+def yaml_names(root: Path) -> list[str] | None:
+    """Return the names of the dataset's own yaml (root/data.yaml, else the first root/*.yaml with `names`), a list or
+    Ultralytics' {index: name}; None without one. Yamls of this step are skipped: their names came from here."""
+    others = sorted(f for f in root.iterdir() if f.suffix in {".yaml", ".yml"} and f.name != "data.yaml")
+    for file in (f for f in [root / "data.yaml", *others] if f.is_file() and not ours(f)):
+        try:
+            if (names := (YAML.load(file) or {}).get("names")) is None:
+                continue
+            names = [names.get(i) for i in range(len(names))] if isinstance(names, dict) else names
+            if not isinstance(names, list) or None in names:
+                raise ValueError("names is neither a list nor {0: name, 1: name, ...}")
+            LOGGER.info(f"ultrald: class names from '{file}'")
+            return load_names([str(n) for n in names])
+        except (ValueError, AttributeError) as e:  # Ultralytics' YAML error spans lines: its first
+            raise ValueError(f"'{file}': its class names cannot be read ({str(e).splitlines()[0]}).") from None
+    return None
+
+
 def class_names(root: Path, ids: list[tuple[int, str]]) -> list[str]:
-    """Return the names of a names file in `root` or `root`/labels, else class0..classN-1 by the largest id seen."""
+    """Return the names of the dataset's own yaml, else of a names file in `root` or `root`/labels, else
+    class0..classN-1 by the largest id seen."""
+    if names := yaml_names(root):
+        return names
     for file in (root / f for f in NAME_FILES), (root / "labels" / f for f in NAME_FILES):
         if file := next((f for f in file if f.is_file()), None):
             LOGGER.info(f"ultrald: class names from '{file}'")
@@ -165,8 +192,14 @@ def yaml_target(root: Path, out: str | Path | None) -> Path:
     that 'yolo-ld convert yolo' did not write."""
     file = Path(out or root).resolve()
     file = file if file.suffix in {".yaml", ".yml"} else file / "data.yaml"
-    if file.is_file() and not file.read_text(encoding="utf-8", errors="replace").startswith(HEADER):
-        raise ValueError(f"'{file}' exists and 'yolo-ld convert yolo' did not write it; remove it or pass --out.")
+    if file.is_file() and not ours(file) and file.parent == root:  # e.g. Roboflow's: it already works as it is
+        raise ValueError(
+            f"'{file}' is the dataset's own yaml ('yolo-ld convert yolo' did not write it, so it is kept): Ultralytics "
+            f"and yolo-ld train from it as it is (data={file}); pass --out to write the checked copy elsewhere (with "
+            "this yaml's class names)."
+        )
+    if file.is_file() and not ours(file):
+        raise ValueError(f"'{file}' exists and 'yolo-ld convert yolo' did not write it; pass another --out.")
     file.parent.mkdir(parents=True, exist_ok=True)
     return file
 
