@@ -203,6 +203,106 @@ def test_bad_inputs_name_the_file(tmp_path, coco_set, logged, capsys):
         convert_coco(file, tmp_path / "empty", tmp_path / "out2")
 
 
+def one_box_set(root: Path, categories: list[dict], boxes: dict[str, int], name=lambda f: f) -> Path:
+    """An instances json of images 100x80 with one 20x20 box each, of category `boxes[file_name]`; the images on disk
+    under `root/src`, by their forward-slash name. Ids start at 0, as Roboflow's do."""
+    images = [{"id": i, "file_name": name(f), "width": 100, "height": 80} for i, f in enumerate(boxes)]
+    annotations = [
+        {"id": i, "image_id": i, "category_id": c, "bbox": [10, 20, 20, 20], "area": 400, "iscrowd": 0}
+        for i, c in enumerate(boxes.values())
+    ]
+    for f in boxes:
+        write_image(root / "src" / f, 100, 80)
+    file = root / "instances.json"
+    file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return file
+
+
+def test_roboflow_grouping_category_is_no_class(tmp_path, logged):
+    """Roboflow's category 0 is the workspace, the supercategory of the classes 1..N, and no box uses it: no class."""
+    categories = [
+        {"id": 0, "name": "animals", "supercategory": "none"},
+        {"id": 1, "name": "cat", "supercategory": "animals"},
+        {"id": 2, "name": "dog", "supercategory": "animals"},
+    ]
+    file = one_box_set(tmp_path, categories, {"cat.jpg": 1, "dog.jpg": 2})
+    data_yaml = convert_coco(file, tmp_path / "src", tmp_path / "out")
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data["names"] == {0: "cat", 1: "dog"} and data["category_ids"] == {0: 1, 1: 2}
+    assert (tmp_path / "out/labels/val/cat.txt").read_text() == "0 0.200000 0.375000 0.200000 0.250000\n"
+    assert (tmp_path / "out/labels/val/dog.txt").read_text().startswith("1 ")
+    assert [m for m in logged if "['animals'] left out of the classes" in m]
+
+
+def test_unused_categories_that_group_nothing_stay_classes(tmp_path):
+    """An unused category stays unless another names it as supercategory; a used supercategory stays too (COCO's
+    'person' is its own supercategory)."""
+    categories = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 2, "name": "animal", "supercategory": "none"},  # used, and the supercategory of 'bird'
+        {"id": 3, "name": "bird", "supercategory": "animal"},  # unused, but no category's supercategory
+        {"id": 4, "name": "fish"},  # unused, no supercategory at all
+    ]
+    file = one_box_set(tmp_path, categories, {"a.jpg": 1, "b.jpg": 2})
+    data = yaml.safe_load(convert_coco(file, tmp_path / "src", tmp_path / "out").read_text())
+    assert data["names"] == {0: "person", 1: "animal", 2: "bird", 3: "fish"}
+    assert data["category_ids"] == {0: 1, 1: 2, 2: 3, 3: 4}
+
+
+def test_windows_backslash_file_names_find_their_images(tmp_path):
+    """Label Studio on Windows writes 'images\\x.jpg'; an entry without width/height reads the size from the file."""
+    from ultralytics.data.utils import img2label_paths
+
+    boxes = {"images/a.jpg": 1, "images/b.jpg": 1}
+    file = one_box_set(tmp_path, [{"id": 1, "name": "car"}], boxes, name=lambda f: f.replace("/", "\\"))
+    data = json.loads(file.read_text())
+    del data["images"][1]["width"], data["images"][1]["height"]
+    file.write_text(json.dumps(data))
+    out = convert_coco(file, tmp_path / "src", tmp_path / "out").parent
+    assert json.loads((out / "image_ids.json").read_text()) == {"val": {"images/a.jpg": 0, "images/b.jpg": 1}}
+    label = img2label_paths([str(out / "images/val/images/b.jpg")])[0]  # Ultralytics' place for a folder 'images'
+    assert Path(label).read_text() == "0 0.200000 0.375000 0.200000 0.250000\n"
+
+
+def test_val_fraction_splits_one_json_through_the_cli(tmp_path, capsys):
+    """CVAT and Label Studio export one json: --val 0.25 of 8 images -> 6 train, 2 val, by path and seed."""
+    from ultrald.cli import entrypoint
+
+    file = one_box_set(
+        tmp_path, [{"id": 1, "name": "car"}, {"id": 2, "name": "tree"}], {f"{i}.jpg": 1 for i in range(8)}
+    )
+    args = ["convert", "coco", str(file), str(tmp_path / "src")]
+    splits = []
+    for out, seed in ("out", "3"), ("again", "3"), ("out", "4"):  # the same split twice; another seed, same folder
+        assert entrypoint([*args, str(tmp_path / out), "--val", "0.25", "--seed", seed]) == 0
+        data = yaml.safe_load((tmp_path / out / "data.yaml").read_text())
+        ids = json.loads((tmp_path / out / "image_ids.json").read_text())
+        assert (len(ids["train"]), len(ids["val"])) == (6, 2) and not set(ids["train"]) & set(ids["val"])
+        assert sorted({**ids["train"], **ids["val"]}.values()) == list(range(8))
+        assert (data["train"], data["val"]) == ("images/train", "images/val") and data["names"] == {0: "car", 1: "tree"}
+        assert data["annotations"] == {"train": str(file.resolve()), "val": str(file.resolve())}
+        assert (data["summary"]["train"]["images"], data["summary"]["val"]["boxes"]) == (6, 2)
+        for split, names in ids.items():  # only this conversion's images: no leftovers of the earlier seed
+            assert sorted(p.name for p in (tmp_path / out / "images" / split).iterdir()) == sorted(names)
+            assert all((tmp_path / out / "labels" / split / n).with_suffix(".txt").is_file() for n in names)
+        splits.append(ids)
+    assert splits[0] == splits[1] != splits[2]
+    capsys.readouterr()
+
+    # converting from a folder the conversion rewrites: refused before anything is deleted
+    train = tmp_path / "out/images/train"
+    assert entrypoint(["convert", "coco", str(file), str(train), str(tmp_path / "out"), "--val", "0.25"]) == 2
+    assert "overlaps" in capsys.readouterr().err and len(list(train.iterdir())) == 6
+
+    # the val split given twice: a usage error of one line
+    assert (
+        entrypoint([*args, str(tmp_path / "x"), "--val", "0.2", "--val-json", str(file), "--val-images", args[-1]]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--val" in err and "--val-json" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 # --- tiny end to end: synthetic images as a COCO set -> convert -> teacher -> LD student -> COCO protocol -------------
 
 CATEGORY_IDS = {0: 5, 1: 9, 2: 42}  # non-contiguous
@@ -332,6 +432,26 @@ def test_validator_maps_perfect_predictions_to_ap_1(tiny):
         assert v.results["AP"] == v.results["AP50"] == 1.0, name
         assert v.args.max_det == 100  # COCO's detections per image
     assert {d["image_id"] for d in v.detections} == set(range(8))  # plain: image ids are positions
+
+
+def test_validator_evaluates_the_val_fraction_of_one_json(tiny):
+    """--val of one json: both splits name the one json; pycocotools scores the val images only (AP 1, not less for
+    the train images that get no predictions)."""
+    from ultralytics import YOLO
+
+    from ultrald.cli import entrypoint
+    from ultrald.eval.coco import Validator
+
+    root, _, shapes = tiny
+    out = root / "coco-val-fraction"
+    argv = ["convert", "coco", str(shapes.parent / "instances_train.json"), str(shapes.parent / "images"), str(out)]
+    assert entrypoint([*argv, "--val", "0.25"]) == 0
+    val_ids = set(json.loads((out / "image_ids.json").read_text())["val"].values())
+    assert len(val_ids) == 4 and val_ids < set(range(1000, 1016))
+    model = YOLO(str(tiny_yaml(root / "untrained-fraction.yaml", nc=3)))
+    args = {"data": str(out / "data.yaml"), "imgsz": IMGSZ, "batch": 8, "plots": False, "project": str(root / "runs")}
+    v = oracle(Validator).run(model, **args, name="fraction", exist_ok=True)
+    assert v.results["AP"] == 1.0 and {d["image_id"] for d in v.detections} == val_ids
 
 
 @pytest.mark.slow

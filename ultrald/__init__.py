@@ -1,6 +1,6 @@
 """ultrald: Localization Distillation (LD) for Ultralytics YOLO."""
 
-__version__ = "0.5.0"
+__version__ = "0.5.1"
 
 from .engine.trainer import LDOBBTrainer, LDTrainer, trainer_for  # noqa: E402
 
