@@ -93,6 +93,7 @@ def test_voc_folder_labels_counts_and_split(labelimg, tmp_path, logged):
         "dropped": 1,
         "difficult": 1,
         "size read from image": 1,
+        "size differs from image": 0,
         "no xml": 2,
         "train images": 4,
         "val images": 2,  # 0.25 of 6
@@ -183,6 +184,25 @@ def test_annotations_jpegimages_layout_and_image_sets(tmp_path):
     assert sorted(f.name for f in (tmp_path / "out2/images/train").iterdir()) == ["p1.jpg", "p2.bmp"]
     assert [f.name for f in (tmp_path / "out2/images/val").iterdir()] == ["p3.webp"]
     assert data["summary"]["skipped not in an image set"] == 1  # p4
+
+
+def test_exif_turned_photos_are_measured_turned(tmp_path, logged):
+    """A phone photo stored 100 x 80 with EXIF orientation 6 is 80 x 100 as Ultralytics loads it: an XML without a size
+    is normalised by that, and an XML whose size is the stored one is counted and named."""
+    from PIL import Image
+
+    src, exif = tmp_path / "phone", Image.Exif()
+    src.mkdir()
+    exif[274] = 6  # rotate 90 degrees clockwise to display
+    for stem in ("a", "b"):
+        Image.new("RGB", (100, 80)).save(src / f"{stem}.jpg", exif=exif)
+    xml(src / "a.xml", ("Tree", 1, 1, 40, 50), size=None)
+    xml(src / "b.xml", ("Tree", 1, 1, 40, 50), size=(100, 80))
+    data = yaml.safe_load(convert_voc_folder(src, tmp_path / "out", val=0).read_text())
+    assert labels_of(tmp_path / "out")["a"] == "0 0.250000 0.250000 0.500000 0.500000\n"  # [0, 0, 40, 50] in 80 x 100
+    assert labels_of(tmp_path / "out")["b"] == "0 0.200000 0.312500 0.400000 0.625000\n"  # as its XML says: 100 x 80
+    assert (data["summary"]["size read from image"], data["summary"]["size differs from image"]) == (1, 1)
+    assert any("b.xml' gives the size (100, 80), its image (80, 100)" in m for m in logged)
 
 
 def test_split_folders_keep_the_exports_split(tmp_path, logged):

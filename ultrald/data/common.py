@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from ultralytics.data.utils import IMG_FORMATS, img2label_paths
+from ultralytics.data.utils import IMG_FORMATS, exif_size, img2label_paths
 from ultralytics.utils import LOGGER, TQDM, YAML
 
 LABELMAP_LINE = re.compile(r"^([^:#][^:]*):\d+,\d+,\d+:[^:]*:[^:]*$")  # CVAT's labelmap.txt: name:r,g,b:parts:actions
@@ -42,13 +42,14 @@ class Problems:
 
 
 def image_size(file: str | Path) -> tuple[int, int] | None:
-    """Return an image's (width, height) from its header (PIL, nothing decoded), or None when it cannot be read."""
+    """Return an image's (width, height) as Ultralytics loads it, EXIF orientation applied, from its header (nothing
+    decoded), or None when it cannot be read."""
     from PIL import Image
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # DOTA images reach 20000 x 20000 px
     try:
         with Image.open(file) as im:
-            return im.size
+            return exif_size(im)  # a phone photo turned by its EXIF tag: Ultralytics trains on it turned
     except (OSError, ImportError):  # ImportError: Ultralytics' Image.open patch wants pi-heif for what PIL can't read
         return None
     finally:

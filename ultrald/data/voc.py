@@ -69,6 +69,7 @@ FOLDER_NOTES = {
     **BOX_NOTES,
     "difficult": "difficult kept in the labels",
     "size read from image": "sizes read from the image (no <size> in the XML)",
+    "size differs from image": "XML sizes that differ from the image's (EXIF orientation applied)",
     "no xml": "images without an XML kept as background",
 }
 SPLITS = ("train", "val", "test")
@@ -217,17 +218,17 @@ def index_folder(source: Path, problems: Problems) -> tuple[dict[str, Path], dic
 
 
 def read_folder(images: dict[str, Path], xmls: dict[str, Path], problems: Problems, n: Counter) -> dict:
-    """Parse the XML of each image; return stem -> FolderSample of the usable images, counting the rest."""
+    """Parse the XML of each image; return key -> FolderSample of the usable images, counting the rest."""
     samples = {}
-    for stem in sorted(images.keys() | xmls.keys()):
-        image, xml = images.get(stem), xmls.get(stem)
+    for key in sorted(images.keys() | xmls.keys()):
+        image, xml = images.get(key), xmls.get(key)
         if image is None:
-            problems("missing image", f"'{xml}' has no image '{stem}.*' (beside it, or in JPEGImages/), skipped")
+            problems("missing image", f"'{xml}' has no image '{key}.*' (beside it, or in JPEGImages/), skipped")
         elif (size := image_size(image)) is None:
             problems("unreadable image", f"'{image}' cannot be read as an image, skipped")
         elif xml is None:
             n["no xml"] += 1  # a background image, as labelImg leaves one without boxes
-            samples[stem] = FolderSample(image, None, None, size)
+            samples[key] = FolderSample(image, None, None, size)
         else:
             try:
                 wh, objects = parse_voc_xml(xml)
@@ -235,22 +236,26 @@ def read_folder(images: dict[str, Path], xmls: dict[str, Path], problems: Proble
                 problems("malformed xml", f"{e} Image skipped.")
                 continue
             n["size read from image"] += wh is None
-            samples[stem] = FolderSample(image, xml, objects, wh or size)
+            if wh and wh != tuple(size):  # e.g. drawn on an EXIF-turned photo unturned: its boxes may be turned
+                n["size differs from image"] += 1
+                if n["size differs from image"] <= 3:  # the summary counts the rest
+                    LOGGER.warning(f"ultrald: '{xml}' gives the size {wh}, its image {tuple(size)}: boxes follow it")
+            samples[key] = FolderSample(image, xml, objects, wh or size)
     return samples
 
 
 def folder_labels(samples: dict, names: list[str], problems: Problems, n: Counter) -> dict[str, list[str]]:
-    """Return stem -> YOLO label lines; objects of a class not in `names` are skipped as 'unknown class'."""
+    """Return key -> YOLO label lines; objects of a class not in `names` are skipped as 'unknown class'."""
     cls_of, labels = {c: i for i, c in enumerate(names)}, {}
-    for stem, s in samples.items():
-        labels[stem] = []
+    for key, s in samples.items():
+        labels[key] = []
         for o in s.objects or ():
             if o.name not in cls_of:
                 problems("unknown class", f"'{s.xml}': object '{o.name}' is not one of the names, skipped")
             else:
                 n["difficult"] += o.difficult  # kept: nothing here re-reads the XML to ignore it
                 if line := box_label(cls_of[o.name], o.box, *s.wh, n):
-                    labels[stem].append(line)
+                    labels[key].append(line)
     return labels
 
 
