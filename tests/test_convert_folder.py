@@ -368,6 +368,47 @@ def test_yolo_flat_layout_gets_image_lists(tmp_path, logged):
     assert (root / "val.txt").read_text().splitlines() == val
 
 
+def test_yolo_labels_beside_the_images(tmp_path, capsys, logged):
+    """labelImg's YOLO format (each .txt beside its image, classes.txt) and CVAT's YOLO 1.1 export (obj.names, a folder
+    obj_<subset>_data per subset): Ultralytics reads only images/ + labels/, so --out gets them, the source untouched."""
+    src = tmp_path / "labelimg-yolo"
+    for stem, text in (
+        ("a", "0 0.5 0.5 0.2 0.2\n"),
+        ("b", "1 0.3 0.3 0.1 0.1\n"),
+        ("c", None),
+        ("d", "0 0.4 0.4 0.2 0.2\n"),
+    ):
+        image(src / f"{stem}.jpg", 64, 48)
+        if text:
+            yolo_label(src / f"{stem}.txt", text)
+    yolo_label(src / "orphan.txt", "0 0.5 0.5 0.1 0.1\n")
+    (src / "classes.txt").write_text("bolt\nnut\n")
+    before = sorted(p.name for p in src.iterdir())
+    assert entrypoint(["convert", "yolo", str(src)]) == 2  # no --out: one line saying why
+    assert "--out NEW_FOLDER" in capsys.readouterr().err and sorted(p.name for p in src.iterdir()) == before
+    data_yaml = convert_yolo(src, out=tmp_path / "out", val=0.25)
+    data = check_det_dataset(str(data_yaml))
+    assert data["names"] == {0: "bolt", 1: "nut"} and sorted(p.name for p in src.iterdir()) == before
+    assert (tmp_path / "out" / "labels" / "b.txt").read_text() == "1 0.3 0.3 0.1 0.1\n"
+    assert (tmp_path / "out" / "images" / "a.jpg").resolve() == (src / "a.jpg").resolve()
+    summary = yaml.safe_load(data_yaml.read_text())["summary"]
+    assert (summary["images"], summary["boxes"], summary["no label"], summary["train images"]) == (4, 3, 1, 3)
+    assert any("1 label files beside no image are not used" in m for m in logged)
+    assert convert_yolo(src, out=tmp_path / "out", val=0.25) == data_yaml  # again: its own output is replaced
+
+    cvat = tmp_path / "cvat-yolo"
+    for subset, stems in (("obj_Train_data", "t1 t2 t3"), ("obj_Validation_data", "v1")):
+        for stem in stems.split():
+            image(cvat / subset / f"{stem}.jpg", 64, 48)
+            yolo_label(cvat / subset / f"{stem}.txt", "0 0.5 0.5 0.2 0.2\n")
+    (cvat / "obj.names").write_text("person\n")
+    (cvat / "obj.data").write_text("classes = 1\ntrain = data/train.txt\nnames = data/obj.names\n")
+    data = yaml.safe_load(convert_yolo(cvat, out=tmp_path / "cvat-out").read_text())
+    assert (data["train"], data["val"], data["names"]) == ("images/train", "images/val", {0: "person"})
+    assert (data["summary"]["train images"], data["summary"]["val images"]) == (3, 1)
+    assert (tmp_path / "cvat-out" / "labels" / "val" / "v1.txt").is_file()
+
+
 def test_yolo_bad_input(tmp_path, capsys):
     def refused(*args) -> str:
         assert entrypoint(["convert", "yolo", *map(str, args)]) == 2

@@ -4,7 +4,9 @@
 
 Layouts: images/{train,val[,test]} + labels/{...} (`valid` counts as val); Roboflow's {train,valid[,test]}/images +
 .../labels; or one images/ + labels/ without a split, which gets the image lists train.txt and val.txt beside the
-yaml (`--val` of the images as val, chosen by a hash of the image path and `--seed`). The classes: `--names`, else
+yaml (`--val` of the images as val, chosen by a hash of the image path and `--seed`); labels beside the images
+(labelImg's YOLO format, CVAT's YOLO 1.1 with obj_<subset>_data/) are linked into images/ + labels/ of `--out`,
+a new folder, first. The classes: `--names`, else
 `names` of the dataset's own yaml (DIR/data.yaml, else the first DIR/*.yaml with names, as Roboflow exports them), else
 classes.txt, names.txt or obj.names in DIR or DIR/labels (line i is class i), else class0..classN-1 from the largest
 class id seen. Nothing is moved or rewritten: malformed lines, class ids outside the names, coordinates outside
@@ -15,6 +17,8 @@ yolo` did not write is never replaced: train from the dataset's own yaml as it i
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +29,17 @@ from ultralytics.utils import LOGGER, YAML
 from .common import (
     SPLIT_FOLDERS,
     Problems,
+    check_dir,
     image_size,
     list_files,
     load_names,
     make_cli,
     names_arg,
+    place_image,
     summarize,
     val_split,
     write_data_yaml,
+    write_label,
 )
 
 HEADER = "# Written by 'yolo-ld convert yolo'"
@@ -43,6 +50,7 @@ YAML_HEADER = f"""\
 OBB_HEADER = "# Every label line has 9 columns (class + 4 corners): an OBB dataset; train it with an -obb model.\n"
 NINE = "9 columns"  # lines of class + 4 corners: all of them, an OBB dataset
 NAME_FILES = ("classes.txt", "names.txt", "obj.names")  # labelImg, common, darknet
+CVAT_SUBSET = re.compile(r"^obj_(.+)_data$")  # CVAT's YOLO 1.1 export: a folder per subset
 NOTES = {
     "no label": "images without a label file (background)",
     "malformed line": "malformed lines",
@@ -204,6 +212,41 @@ def yaml_target(root: Path, out: str | Path | None) -> Path:
     return file
 
 
+def flatten(root: Path, out: str | Path | None) -> Path:
+    """Write the images/ + labels/ folders Ultralytics reads into the folder `out` for a dataset whose labels lie beside
+    its images (labelImg's YOLO format; CVAT's YOLO 1.1 export, split by its obj_<subset>_data/ folders when they name
+    train and another split): images linked, labels and names files copied, nothing in `root` changed; return `out`."""
+    if out is None:
+        raise ValueError(
+            f"'{root}' keeps its labels beside the images (labelImg, CVAT YOLO 1.1), and Ultralytics reads images/ and "
+            "labels/ folders: pass --out NEW_FOLDER to write them there (images linked, labels copied)."
+        )
+    dest = Path(out).resolve()
+    dest = dest.parent if dest.suffix in {".yaml", ".yml"} else dest
+    check_dir(root, dest, "YOLO dataset folder")
+    if dest.is_dir() and any(dest.iterdir()) and not ((dest / "data.yaml").is_file() and ours(dest / "data.yaml")):
+        raise ValueError(f"--out '{dest}' is not empty and holds no earlier 'yolo-ld convert yolo' output.")
+    images, labels = list_files(root), {f for f in list_files(root, ["txt"]) if f.name not in NAME_FILES}
+    subsets = {f: SPLIT_FOLDERS.get(m[1].lower()) if (m := CVAT_SUBSET.match(f.relative_to(root).parts[0])) else None
+               for f in images}  # fmt: skip
+    by_folder = "train" in subsets.values() and None not in subsets.values() and len(set(subsets.values())) > 1
+    for folder in dest / "images", dest / "labels":
+        shutil.rmtree(folder, ignore_errors=True)
+    for image in images:
+        rel = image.relative_to(root)
+        target = dest / "images" / (Path(subsets[image], *rel.parts[1:]) if by_folder else rel)
+        place_image(image, target)
+        if (label := image.with_suffix(".txt")) in labels:
+            labels.discard(label)
+            write_label(target, label.read_text(encoding="utf-8-sig").splitlines())
+    for name in (f for f in NAME_FILES if (root / f).is_file()):
+        shutil.copy2(root / name, dest / name)
+    if labels:
+        LOGGER.warning(f"ultrald: {len(labels)} label files beside no image are not used, e.g. '{min(labels)}'")
+    LOGGER.info(f"ultrald: {len(images)} images of '{root}' with their labels in images/ and labels/ of '{dest}'")
+    return dest
+
+
 def convert_yolo(
     root: str | Path,
     names: Sequence[str] | str | Path | None = None,
@@ -217,6 +260,9 @@ def convert_yolo(
     root, names = Path(root).resolve(), load_names(names)
     if not root.is_dir():
         raise FileNotFoundError(f"YOLO dataset folder '{root}' does not exist.")
+    layouts = ("images", *(f"{s}/images" for s in SPLIT_FOLDERS))
+    if not any((root / f).is_dir() for f in layouts) and any(f.with_suffix(".txt").is_file() for f in list_files(root)):
+        return convert_yolo(flatten(root, out), names, val, seed)  # labels beside the images
     file, folders = yaml_target(root, out), find_splits(root)
     images = {split: files for split, folder in folders.items() if (files := list_files(root / folder))}
     if not images.get("train", images.get("all")):
