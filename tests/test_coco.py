@@ -181,6 +181,8 @@ def test_bad_inputs_name_the_file(tmp_path, coco_set, logged, capsys):
         {"id": 7, "image_id": 99, "category_id": 3, "bbox": [1, 1, 2, 2]},
         {"id": 8, "image_id": 10, "category_id": 4, "bbox": [1, 1, 2, 2]},
         {"id": 9, "image_id": 40, "category_id": 3, "bbox": [1, 1, 2, 2]},
+        {"id": 11, "image_id": [10], "category_id": 3, "bbox": [1, 1, 2, 2]},  # lists: malformed, not even hashable
+        {"id": 12, "image_id": 10, "category_id": [3], "bbox": [1, 1, 2, 2]},
     ]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     assert entrypoint(["convert", "coco", str(tmp_path / "bad.json"), str(images), str(tmp_path / "out")]) == 0
@@ -191,11 +193,11 @@ def test_bad_inputs_name_the_file(tmp_path, coco_set, logged, capsys):
         summary["skipped missing image"],
         summary["skipped unknown image"],
         summary["skipped unknown category"],
-    ) == (1, 1, 1)
+    ) == (1, 2, 2)
     assert any("bad.json: image 40 file" in m and "gone.jpg' does not exist" in m for m in logged)
     assert any("bad.json: annotation 7 points to unknown image_id 99" in m for m in logged)
     assert any("bad.json: annotation 8 has unknown category_id 4" in m for m in logged)
-    assert any("skipped: 1 unknown image, 1 unknown category, 1 missing image" in m for m in logged)
+    assert any("skipped: 2 unknown image, 2 unknown category, 1 missing image" in m for m in logged)
 
     # nothing convertible at all
     (tmp_path / "empty").mkdir()

@@ -87,9 +87,9 @@ def without_groups(names: dict, ids: dict, jsons: list[dict]) -> tuple[dict[int,
     """Return (names, category_ids) less the categories that only group others: used by no box of `jsons` and the
     supercategory of another (Roboflow's category 0). As classes they would never have a box, and would shift every
     index against the project's YOLO export."""
-    used = {a.get("category_id") for d in jsons for a in d["annotations"] if isinstance(a, dict)}
+    used = {str(a.get("category_id")) for d in jsons for a in d["annotations"] if isinstance(a, dict)}
     supers = {str(c.get("supercategory")) for c in jsons[0]["categories"] if c.get("supercategory") != c.get("name")}
-    groups = [i for i in names if ids[i] not in used and names[i] in supers]
+    groups = [i for i in names if str(ids[i]) not in used and names[i] in supers]
     if not groups or len(groups) == len(names):  # every one: no grouping, a dataset without boxes
         return names, ids
     LOGGER.info(f"ultrald: {[names[i] for i in groups]} left out of the classes: no box uses them, they group others")
@@ -144,9 +144,9 @@ def convert_split(
     for ann in data["annotations"]:
         ann = ann if isinstance(ann, dict) else {}
         where, image_id = f"{file}: annotation {ann.get('id')}", ann.get("image_id")
-        if image_id not in images:
+        if type(image_id) is not int or image_id not in images:  # a list would not even hash
             problems("unknown image", f"{where} points to unknown image_id {image_id}, skipped")
-        elif ann.get("category_id") not in cls_of:
+        elif type(ann.get("category_id")) is not int or ann["category_id"] not in cls_of:
             problems("unknown category", f"{where} has unknown category_id {ann.get('category_id')}, skipped")
         elif ann.get("iscrowd", 0):  # a missing 'iscrowd' means 0
             n["crowd"] += 1  # kept out of the labels; evaluation reads it from the original json
