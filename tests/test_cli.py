@@ -65,6 +65,8 @@ def test_help_lists_every_distillation_key_with_its_default(capsys):
     out = capsys.readouterr().out
     for k, v in LD_DEFAULTS.items():
         assert f"{k}={v}" in out
+    for argv in (["train", "--help"], ["compare", "-h"], ["val", "help"]):  # help after a mode, as `yolo` takes it
+        assert entrypoint(argv) == 0 and capsys.readouterr().out == out
 
 
 def test_cfg_prints_ultralytics_and_ultrald_keys(capsys):

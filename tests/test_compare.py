@@ -66,6 +66,39 @@ def test_paired_gain_and_verdict_by_hand():
     assert one["std"] is None and "One seed has no spread" in verdict(one)
 
 
+def test_an_interrupted_runs_time_counts_when_it_resumes(tmp_path):
+    """Each session of a run adds its seconds to the stamp, so the report's train time is the whole run's, not the
+    last session's (Ultralytics' results.csv restarts its clock on resume)."""
+    import time
+
+    class Stopped:  # a run the user stops after 0.05 s
+        def __init__(self, **_):
+            pass
+
+        def train(self):
+            time.sleep(0.05)
+            raise KeyboardInterrupt
+
+    stamp = tmp_path / "plain-s0" / "ultrald-compare.json"
+    for session in (1, 2):
+        with pytest.raises(KeyboardInterrupt):
+            cached_run(Stopped, {"epochs": 1}, tmp_path, "plain-s0", "d")
+        assert json.loads(stamp.read_text())["seconds"] >= 0.05 * session
+
+
+def test_ctrl_c_in_compare_says_run_it_again(tmp_path, shapes_yaml, monkeypatch):
+    import ultrald.compare
+    from ultrald.errors import Interrupted
+
+    def stopped(*args):
+        raise KeyboardInterrupt  # whichever run: the teacher stage, a distilled or a plain student
+
+    monkeypatch.setattr(ultrald.compare, "cached_run", stopped)
+    overrides = {"teacher": "t.pt", "data": str(shapes_yaml), "project": str(tmp_path)}
+    with pytest.raises(Interrupted, match=r"compare interrupted in run 1/2 \(ultrald, seed 0\): run the same command"):
+        ultrald.compare.compare("s.yaml", "detect", overrides, seeds="0")
+
+
 def test_settings_key_follows_the_teacher_file(tmp_path):
     teacher = tmp_path / "t.pt"
     teacher.write_bytes(b"a")
@@ -90,6 +123,10 @@ def test_cached_run_reads_back_and_never_overwrites_another_run(tmp_path):
         cached_run(Refuse, {"epochs": 2}, tmp_path, "plain-s0", "d")
     with pytest.raises(UltraldError, match="holds a run of other settings"):
         cached_run(Refuse, {"epochs": 1}, tmp_path, "plain-s0", "other data")
+    stamp = json.loads((run / "ultrald-compare.json").read_text())
+    (run / "ultrald-compare.json").write_text(json.dumps({**stamp, "settings": {"epochs": 1, "data content": "d"}}))
+    with pytest.raises(UltraldError, match=r"other settings \(data content, epochs changed\)"):  # 0.5.1 stamps
+        cached_run(Refuse, {"epochs": 2}, tmp_path, "plain-s0", "other data")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a user's file")
     with pytest.raises(UltraldError, match="is not a run of 'yolo-ld compare'"):
@@ -237,6 +274,31 @@ def test_an_interrupted_teacher_stage_resumes(tmp_path, own_data):
     resumed = (run / "results.csv").read_text().splitlines()
     assert len(resumed) == 4 and resumed[:2] == rows  # epochs 2 and 3 appended to the interrupted run's epoch 1
     assert (run / "weights" / "best.pt").is_file()
+
+
+def test_ctrl_c_in_the_teacher_stage_says_how_to_resume(tmp_path, monkeypatch):
+    """Ctrl-C in the stage names its last.pt and the way back (the same command: the stage resumes by itself), not
+    'yolo-ld train resume', which cannot reach a stage."""
+    import ultralytics
+
+    from ultrald.engine.teacher_stage import train_stage
+    from ultrald.errors import Interrupted
+
+    class Stopped:  # Ultralytics' YOLO whose training the user stops
+        def __init__(self, model):
+            pass
+
+        def train(self, **kwargs):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ultralytics, "YOLO", Stopped)
+    run = tmp_path / "teacher-x"
+    with pytest.raises(Interrupted, match="teacher stage interrupted: no epoch of it finished; run the same command"):
+        train_stage(Path("t.yaml"), run, {})
+    (run / "weights").mkdir(parents=True)
+    (run / "weights" / "last.pt").write_bytes(b"")  # unreadable: not resumable, trained again, stopped again
+    with pytest.raises(Interrupted, match=r"teacher-x/weights/last.pt holds its last finished epoch; run the same"):
+        train_stage(Path("t.yaml"), run, {})
 
 
 def test_preserved_random_state():

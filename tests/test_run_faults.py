@@ -60,6 +60,13 @@ def broken_data(shapes_yaml: Path, tmp: Path, kind: str) -> Path:
     elif kind == "images":
         (tmp / "empty").mkdir()
         cfg["train"] = str(tmp / "empty")
+    elif kind == "boxes":  # the val images with empty label files: nothing to score a teacher or student on
+        for image in sorted((Path(shapes_yaml).parent / "images" / "val").iterdir())[:4]:
+            (tmp / "bg" / "images" / "val").mkdir(parents=True, exist_ok=True)
+            (tmp / "bg" / "images" / "val" / image.name).write_bytes(image.read_bytes())
+            (tmp / "bg" / "labels" / "val").mkdir(parents=True, exist_ok=True)
+            (tmp / "bg" / "labels" / "val" / f"{image.stem}.txt").write_text("")
+        cfg["val"] = str(tmp / "bg" / "images" / "val")
     path = tmp / f"{kind}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -70,6 +77,7 @@ DATA_MESSAGES = {
     "val": r"data=.*val\.yaml: .*missing path '.*no-such-val'",
     "train": r"data=.*train\.yaml: the train path '.*no-such-train' does not exist\.",
     "images": r"data=.*images\.yaml: the train folder '.*empty' has no images\.",
+    "boxes": r"data=.*boxes\.yaml: no image of the val split has a box",
 }
 
 
@@ -92,6 +100,19 @@ def test_data_error_is_one_line_and_leaves_no_run(
         LDTrainer(overrides={**overrides, "teacher": YOLO(str(untrained_teacher_pt))})
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
     assert not project.exists() or not any(project.iterdir())  # Ultralytics' run directory was removed
+
+
+def test_val_that_is_the_train_split_is_named(tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml, logged):
+    """A one-json COCO conversion without --val names its one split for train and val: the run says its mAPs are
+    measured on training images."""
+    cfg = {
+        **yaml.safe_load(Path(shapes_yaml).read_text()),
+        "path": str(Path(shapes_yaml).parent),
+        "val": "images/train",
+    }
+    (data := tmp_path / "same.yaml").write_text(yaml.safe_dump(cfg))
+    LDTrainer(overrides=args(tmp_path / "runs", "same", student_yaml, data, untrained_teacher_pt))
+    assert any("val is the train split, so the teacher's check and every mAP" in m for m in logged)
 
 
 @pytest.fixture

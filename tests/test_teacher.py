@@ -114,6 +114,11 @@ def test_trainer_refuses_missing_teacher_before_creating_a_run(tmp_path, shapes_
         )
     with pytest.raises(TeacherError, match="teacher= is required"):
         LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), project=str(project)))
+    base = {"model": "yolov8n.yaml", "data": str(shapes_yaml), "project": str(project)}
+    with pytest.raises(TeacherError, match="teacher=yolov8n-seg.yaml builds a segment model, the student is a detect"):
+        LDTrainer(overrides={**base, "teacher": "yolov8n-seg.yaml"})  # before a teacher stage trains it
+    with pytest.raises(ValueError, match="'epochs' must be >= 1"):
+        LDTrainer(overrides={**base, "teacher": "yolov8n.yaml", "epochs": 0})  # Ultralytics' checks, before a stage
     with pytest.raises(TeacherError, match="teacher='yolov8q.yaml' is neither a yaml file nor a model yaml"):
         LDTrainer(
             overrides={
@@ -163,3 +168,22 @@ def test_the_teacher_records_the_epochs_of_its_whole_training(tmp_path):
         assert build_teacher(str(path), None, None, "detect").epochs == cases[name][1], name
     assert build_teacher(YOLO(str(tmp_path / "seven.pt")), None, None, "detect").epochs == 7
     assert build_teacher(model, None, None, "detect").epochs is None
+
+
+def test_a_resumed_teacher_stage_keeps_its_epochs(tmp_path, shapes_yaml, monkeypatch):
+    """A from-scratch teacher stage interrupted and resumed leaves a best.pt whose train_args name last.pt (Ultralytics'
+    resume): its epochs come from the stage's record, so `auto` runs what an uninterrupted stage gives."""
+    import yaml
+    from helpers import save_checkpoint
+
+    from ultrald.engine import teacher_stage
+
+    names = yaml.safe_load(shapes_yaml.read_text())["names"]
+    resumed = {"epochs": 7, "model": str(tmp_path / "last.pt"), "resume": str(tmp_path / "last.pt")}
+    best = save_checkpoint(build(tmp_path, "t", nc=len(names), names=names), tmp_path / "best.pt", resumed)
+    record = {"reason": "trained from scratch", "epochs": 7, "run": str(tmp_path)}
+    monkeypatch.setattr(teacher_stage, "teacher_stage", lambda *a: (best, record))  # as a resumed stage returns
+    args = {"data": str(shapes_yaml), "epochs": 7}
+    assert teacher_stage.build_teacher(str(tiny_yaml(tmp_path / "y.yaml")), None, args, "detect").epochs == 7
+    monkeypatch.setattr(teacher_stage, "teacher_stage", lambda *a: (best, {**record, "reason": "fine-tuned from"}))
+    assert teacher_stage.build_teacher(str(tiny_yaml(tmp_path / "y.yaml")), None, args, "detect").epochs is None

@@ -169,7 +169,7 @@ def entrypoint(argv: list[str] | None = None) -> int:
 def main(args: list[str]) -> int:
     """Run `yolo-ld` with `args` and return the exit status."""
     first = args[0].lstrip("-") if args else "help"
-    if first in {"help", "h"}:
+    if first in {"help", "h"} or (first not in {"convert", "demo"} and {"-h", "--help", "help"} & set(args[1:])):
         print(USAGE + distill_keys_help())
     elif first == "version":
         print(__version__)

@@ -32,7 +32,7 @@ from .data.shapes import resolve_data
 from .distill.teacher import file_hash
 from .engine.teacher_stage import data_digest
 from .engine.trainer import TEACHER_RECORD, resume_checkpoint, trainer_for
-from .errors import ResumeError, UltraldError
+from .errors import Interrupted, ResumeError, UltraldError
 
 RUN_STAMP = "ultrald-compare.json"  # in each run folder: the settings' key, and the summary once the run finished
 PLAIN_TRAINERS = {"detect": DetectionTrainer, "obb": OBBTrainer}
@@ -51,13 +51,19 @@ def parse_seeds(seeds: Any) -> tuple[int, ...]:
     return out
 
 
-def settings_key(overrides: dict[str, Any]) -> str:
-    """Return a hash of a run's settings, a file-valued teacher by its content (so a changed file is a new run)."""
+def run_settings(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a run's settings as its stamp keeps them (JSON values), a file-valued teacher by its content (so a changed
+    file is a new run)."""
     settings = dict(overrides)
     teacher = settings.get("teacher")
     if isinstance(teacher, (str, Path)) and Path(teacher).is_file():
         settings["teacher"] = file_hash(teacher)
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def settings_key(overrides: dict[str, Any]) -> str:
+    """Return a hash of a run's settings (`run_settings`)."""
+    return hashlib.sha256(json.dumps(run_settings(overrides), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_results(results_csv: Path) -> list[dict[str, float]]:
@@ -90,20 +96,25 @@ def cached_run(trainer_class: type, overrides: dict[str, Any], folder: Path, nam
     """Train one run into `folder/name` and return its summary; read it back when a finished run of the same
     settings and data (`data`, a digest of its content) is there, resume it when it was interrupted, refuse a folder
     that holds anything else."""
-    run, key = folder / name, settings_key({**overrides, "data content": data})
+    settings = run_settings({**overrides, "data content": data})
+    run, key, record = folder / name, settings_key(settings), {"settings": settings}
     stamp = run / RUN_STAMP
     saved = json.loads(stamp.read_text()) if stamp.is_file() else None
     if saved is None and run.is_dir() and any(run.iterdir()):
         raise UltraldError(f"'{run}' exists and is not a run of 'yolo-ld compare': pass another name= or remove it.")
     if saved is not None and saved["key"] != key:
+        old = saved.get("settings") or {}  # stamps before 0.5.1 keep only the key
+        changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k)) if old else []
+        what = f" ({', '.join(changed)} changed)" if changed else ""
         raise UltraldError(
-            f"'{run}' holds a run of other settings; pass another name= for these, or remove the folder to retrain."
+            f"'{run}' holds a run of other settings{what}: pass another name= for these, or remove it to retrain."
         )
     if saved is not None and "summary" in saved:
         LOGGER.info(f"{colorstr('ultrald compare:')} {name}: reusing the finished run {run}")
         return saved["summary"]
     run.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"key": key}))
+    spent = (saved or {}).get("seconds", 0.0)  # by this run's earlier, interrupted sessions
+    stamp.write_text(json.dumps({"key": key, **record, "seconds": spent}))
     args = {**overrides, "project": str(folder), "name": name, "exist_ok": True}
     try:
         resume_checkpoint(last := run / "weights" / "last.pt")
@@ -113,9 +124,13 @@ def cached_run(trainer_class: type, overrides: dict[str, Any], folder: Path, nam
         pass  # nothing to resume: train from the start
     trainer = trainer_class(overrides=args)  # a teacher stage runs here, and is not the student's time
     start = time.time()
-    trainer.train()
-    result = summary(trainer, time.time() - start)
-    stamp.write_text(json.dumps({"key": key, "summary": result}, indent=2))
+    try:
+        trainer.train()
+    finally:  # an interrupted session's time counts in the resumed run's
+        spent += time.time() - start
+        stamp.write_text(json.dumps({"key": key, **record, "seconds": spent}))
+    result = summary(trainer, spent)
+    stamp.write_text(json.dumps({"key": key, **record, "seconds": spent, "summary": result}, indent=2))
     return result
 
 
@@ -205,7 +220,13 @@ def compare(model: str, task: str, overrides: dict[str, Any], seeds: Any = "0,1,
     for i, (kind, seed) in enumerate(plan, 1):
         LOGGER.info(f"{colorstr('ultrald compare:')} run {i}/{len(plan)}: {kind} student, seed {seed}")
         trainer_class, args = (trainer_for(task), common) if kind == "ultrald" else (PLAIN_TRAINERS[task], plain)
-        run = cached_run(trainer_class, {**args, "model": model, "seed": seed}, folder, f"{kind}-s{seed}", content)
+        try:
+            run = cached_run(trainer_class, {**args, "model": model, "seed": seed}, folder, f"{kind}-s{seed}", content)
+        except KeyboardInterrupt as e:  # the way back is this command, whichever stage or run was stopped
+            raise Interrupted(
+                f"compare interrupted in run {i}/{len(plan)} ({kind}, seed {seed}): run the same command again; the "
+                "finished runs are reused and this one resumes"
+            ) from e
         rows.append({"kind": kind, "seed": seed, **run})
     teacher = next((r["teacher"] for r in rows if r.get("teacher")), None)
     if teacher:  # a stage trained here reports its time (Ultralytics' results.csv: seconds since its start)

@@ -64,15 +64,13 @@ def resolve_weights(weights: str | Path, key: str = "model", error: type[Excepti
     )
 
 
-def model_yaml(model: str | Path, key: str = "model", error: type[Exception] = UltraldError) -> Path | dict:
-    """Return a model yaml as a local file's path, or, for a name Ultralytics ships ('yolov8x.yaml', 'yolo11l.yaml'),
-    the model dict it builds from it (its scale included); raise `error` for a yaml that is neither."""
+def model_yaml(model: str | Path, key: str = "model", error: type[Exception] = UltraldError) -> dict:
+    """Return the model dict Ultralytics builds from a model yaml: a file, or a name it ships ('yolov8x.yaml',
+    'yolo11l.yaml'; its scale included); raise `error` for a yaml that is neither."""
     from ultralytics.nn.tasks import yaml_model_load
 
-    if Path(model := resolve_model(model)).is_file():
-        return Path(model).resolve()
     try:
-        return yaml_model_load(model)
+        return yaml_model_load(resolve_model(model))
     except FileNotFoundError:
         raise error(
             f"{key}='{model}' is neither a yaml file nor a model yaml Ultralytics ships (yolov8x.yaml, yolo11l.yaml, "

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import psutil
 import torch
-from ultralytics.data.utils import IMG_FORMATS, check_det_dataset
+from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
 
 from ..data.shapes import resolve_data
 from ..errors import DataError, RunInUseError, UltraldError
@@ -72,7 +72,8 @@ def split_images(data: Mapping, split: str) -> list[Path]:
 
 
 def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
-    """Raise DataError naming the first of `splits` (of a checked data dict) whose path is missing or has no images.
+    """Raise DataError naming the first of `splits` (of a checked data dict) whose path is missing or has no images,
+    or none of whose images has a box.
 
     Ultralytics checks only the val split when it reads the yaml; a train split without images fails only once the
     teacher has been validated, after the run directory has been filled.
@@ -88,6 +89,12 @@ def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
             if not split_images({"path": data.get("path"), split: str(path)}, split):
                 what = "folder" if path.is_dir() else "list"
                 raise DataError(f"data={name}: the {split} {what} '{path}' has no images.")
+        labels = map(Path, img2label_paths([str(f) for f in split_images(data, split)]))
+        if not any(f.is_file() and f.read_text().strip() for f in labels):  # stops at the first box
+            raise DataError(
+                f"data={name}: no image of the {split} split has a box (its label files are empty or missing), so "
+                "nothing can be learned or scored on it; check the labels/ folders beside images/."
+            )
 
 
 def check_data(data: Any, splits: tuple[str, ...]) -> dict:

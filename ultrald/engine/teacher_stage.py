@@ -20,13 +20,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from torch import nn
+from ultralytics.nn.tasks import guess_model_task
 from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
 from ultralytics.data.utils import img2label_paths
 from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
 
 from ..data.shapes import resolve_data
 from ..distill.teacher import IN_MEMORY, file_hash, head_task, load_teacher, teacher_hash
-from ..errors import ResumeError, TeacherError
+from ..errors import Interrupted, ResumeError, TeacherError
 from ..models import model_yaml, resolve_model, resolve_weights
 from ..seam import read_checkpoint_dict, train_args
 from .checks import check_data, split_images
@@ -54,10 +55,10 @@ def data_digest(data: Mapping) -> str:
 
 def source_hash(source: Path) -> str:
     """Return the sha256 of a teacher's file, or of the model dict of a yaml name Ultralytics ships (yolov8x.yaml)."""
-    spec = model_yaml(source, "teacher", TeacherError) if source.suffix in YAMLS else source
-    if isinstance(spec, dict):
-        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
-    return file_hash(spec)
+    if source.is_file():
+        return file_hash(source)
+    spec = model_yaml(source, "teacher", TeacherError)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def inherited_settings(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def teacher_stage(
         LOGGER.info(f"{colorstr('ultrald:')} stage 1/2 teacher: reusing {best} ({teacher} {reason}, key {key})")
         return best, {**record, "reused": True}
     LOGGER.info(
-        f"{colorstr('ultrald:')} stage 1/2 teacher: {teacher} {reason} on {data_yaml} for {epochs} epochs in {run}"
+        f"{colorstr('ultrald:')} stage 1/2 teacher: {teacher} {reason} on {data_yaml} for {epochs} epoch(s) in {run}"
     )
     train_stage(source, run, {**settings, "data": str(data_yaml), "epochs": epochs})
     if not best.is_file():
@@ -137,11 +138,15 @@ def train_stage(source: Path, run: Path, settings: dict[str, Any]) -> None:
         resumable = last.is_file() and bool(resume_checkpoint(last))
     except ResumeError:  # a finished (stripped) or unreadable last.pt: train the stage again
         resumable = False
-    if resumable:
-        LOGGER.info(f"{colorstr('ultrald:')} resuming the interrupted teacher stage {last}")
-        YOLO(str(last)).train(resume=True)
-    else:
-        YOLO(str(source)).train(**settings, project=str(run.parent), name=run.name, exist_ok=True, seed=0)
+    try:
+        if resumable:
+            LOGGER.info(f"{colorstr('ultrald:')} resuming the interrupted teacher stage {last}")
+            YOLO(str(last)).train(resume=True)
+        else:
+            YOLO(str(source)).train(**settings, project=str(run.parent), name=run.name, exist_ok=True, seed=0)
+    except KeyboardInterrupt as e:  # the stage resumes by itself: the student's 'resume' cannot reach it
+        done = f"{last} holds its last finished epoch" if last.is_file() else "no epoch of it finished"
+        raise Interrupted(f"teacher stage interrupted: {done}; run the same command again to resume it", last) from e
 
 
 @dataclass(frozen=True)
@@ -196,8 +201,8 @@ def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, An
         source, arg, model = teacher, IN_MEMORY, load_teacher(teacher)
     else:
         is_yaml = Path(str(teacher)).suffix in YAMLS
-        if is_yaml:
-            model_yaml(teacher, "teacher", TeacherError)  # a misspelt name fails here, not after the data scan
+        if is_yaml and (built := guess_model_task(model_yaml(teacher, "teacher", TeacherError))) != task:
+            raise TeacherError(f"teacher={teacher} builds a {built} model, the student is a {task} model.")
         source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
         model = None if is_yaml else load_teacher(source)
         trained = None
@@ -218,6 +223,8 @@ def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, An
         )
     ckpt = getattr(teacher, "ckpt", None) if arg == IN_MEMORY else read_checkpoint_dict(source)
     epochs = trained_epochs(train_args(ckpt) or {})
+    if stage and stage["reason"] == "trained from scratch":  # also when resumed: its checkpoint then names last.pt
+        epochs = stage["epochs"]
     return Teacher(model, arg, fingerprint, str(teacher) if arg != IN_MEMORY else IN_MEMORY, stage, epochs)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, get_save_dir
+from ultralytics.cfg import DEFAULT_CFG, DEFAULT_CFG_DICT, get_cfg, get_save_dir
 from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
 from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
 from ultralytics.utils import LOCAL_RANK, LOGGER, RANK, WORLD_SIZE, IterableSimpleNamespace, colorstr
@@ -148,6 +148,7 @@ class DistillationTrainerMixin(SetupHooks):
                         "(the same file, moved)."
                     )
         check_ld_args({**base, **(saved or {}), **overrides})
+        get_cfg(DEFAULT_CFG, {k: v for k, v in overrides.items() if k in DEFAULT_CFG_DICT})  # before a teacher stage
         # Before the dataset scan: a bad teacher fails in seconds and leaves no run directory behind.
         ensure_offline_fonts()
         args = {**base, **overrides}
@@ -317,6 +318,11 @@ class DistillationTrainerMixin(SetupHooks):
             raise
         if isinstance(self.args.data, (str, Path)) and Path(self.args.data).is_file():
             self.args.data = str(Path(self.args.data).resolve())
+        if RANK in {-1, 0} and data.get("train") == data.get("val"):
+            LOGGER.warning(
+                "ultrald: val is the train split, so the teacher's check and every mAP of this run are measured on "
+                "training images; hold some out ('yolo-ld convert ... --val 0.2')."
+            )
         return data
 
     def get_validator(self):
