@@ -99,6 +99,14 @@ def test_ctrl_c_in_compare_says_run_it_again(tmp_path, shapes_yaml, monkeypatch)
         ultrald.compare.compare("s.yaml", "detect", overrides, seeds="0")
 
 
+def test_csv_seconds_add_up_the_sessions_of_a_resumed_run():
+    from ultrald.compare import csv_seconds
+
+    assert csv_seconds([{"time": 10.0}, {"time": 21.0}, {"time": 30.0}]) == 30.0
+    assert csv_seconds([{"time": 10.0}, {"time": 21.0}, {"time": 9.0}, {"time": 19.5}]) == 40.5  # resumed at epoch 3
+    assert csv_seconds([{"epoch": 1.0}]) is None
+
+
 def test_settings_key_follows_the_teacher_file(tmp_path):
     teacher = tmp_path / "t.pt"
     teacher.write_bytes(b"a")

@@ -72,6 +72,13 @@ def read_results(results_csv: Path) -> list[dict[str, float]]:
         return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def csv_seconds(rows: list[dict[str, float]]) -> float | None:
+    """Return the seconds a run's results.csv rows took over all its sessions: Ultralytics' `time` counts from each
+    session's start, so it drops where a resumed session begins."""
+    times = [r["time"] for r in rows if "time" in r]
+    return sum(t for t, after in zip(times, [*times[1:], -1.0]) if after < t) if times else None
+
+
 def params(checkpoint: Path) -> int:
     """Return the parameter count of a checkpoint's model."""
     return sum(p.numel() for p in load_checkpoint(checkpoint)[0].parameters())
@@ -229,9 +236,9 @@ def compare(model: str, task: str, overrides: dict[str, Any], seeds: Any = "0,1,
             ) from e
         rows.append({"kind": kind, "seed": seed, **run})
     teacher = next((r["teacher"] for r in rows if r.get("teacher")), None)
-    if teacher:  # a stage trained here reports its time (Ultralytics' results.csv: seconds since its start)
+    if teacher:  # a stage trained here reports its time
         stage = Path((teacher.get("stage") or {}).get("run") or "") / "results.csv"
-        seconds = read_results(stage)[-1].get("time") if stage.is_file() else None
+        seconds = csv_seconds(read_results(stage)) if stage.is_file() else None
         teacher = {**teacher, "params": params(Path(teacher["teacher"])), "seconds": seconds}
     gain = {m: paired_gain(rows, m) for m in ("mAP50-95", "mAP50")}
     result = {"folder": str(folder), "teacher": teacher, "runs": rows, "gain": gain}
