@@ -288,6 +288,25 @@ def test_cli(dota_root, tmp_path, capsys):
     assert cli([str(dota_root), str(tmp_path / "e"), "--gap", "2000"]) == 2
 
 
+def test_own_classes_in_dota_format(tmp_path, capsys):
+    """DOTA-format labels of a dataset's own classes (as rotated-box tools export them): refused as DOTA's, before
+    anything is written, with the way out; converted with --classes, in that order."""
+    root = tmp_path / "mine"
+    image(root / "train/images/a.png", 64, 64)
+    (root / "train/labelTxt").mkdir(parents=True)
+    (root / "train/labelTxt/a.txt").write_text(
+        line(rect(8, 8, 40, 24), "Solar-panel") + "\n" + line(rect(4, 30, 60, 60), "roof")
+    )
+    assert cli([str(root), str(tmp_path / "out"), "--size", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no object is of the 15 classes" in err and "['roof', 'solar-panel']" in err and "--classes" in err
+    assert not (tmp_path / "out").exists()
+    assert cli([str(root), str(tmp_path / "out"), "--size", "0", "--classes", "roof,solar panel"]) == 0
+    data = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())
+    assert data["names"] == {0: "roof", 1: "solar panel"}
+    assert [r[0] for r in read_labels(tmp_path / "out" / "labels" / "train" / "a.txt")] == [0, 1]
+
+
 def test_poly_iou_and_nms_by_hand():
     """Exact polygon IoU; NMS suppresses IoU above the threshold."""
     square = rect(0, 0, 2, 2)

@@ -1,6 +1,7 @@
 """DOTA v1.0/v1.5 (images + labelTxt) -> Ultralytics OBB dataset of overlapping patches that remember their origin.
 
     yolo-ld convert dota /data/DOTA datasets/DOTAv1 --version 1.0 --size 1024 --gap 200 --rates 0.5 1.0 1.5
+    yolo-ld convert dota my-rotated datasets/mine --size 0 --classes roof,solar-panel     # DOTA format, own classes
 
 Reads <root>/<split>/{images,labelTxt} (as distributed) or <root>/{images,labelTxt}/<split>; writes images/<split>/
 <patch>.png, labels/<split>/<patch>.txt ('cls x1 y1 ... x4 y4', normalised), patches.json (split -> patch -> [image,
@@ -15,6 +16,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -27,7 +29,18 @@ import shapely
 from ultralytics.data.utils import IMG_FORMATS
 from ultralytics.utils import LOGGER, TQDM
 
-from .common import Problems, check_dir, image_size, make_cli, place_image, reset_split, write_data_yaml, write_label
+from .common import (
+    Problems,
+    check_dir,
+    image_size,
+    load_names,
+    make_cli,
+    names_arg,
+    place_image,
+    reset_split,
+    write_data_yaml,
+    write_label,
+)
 
 DOTA_CLASSES = {
     "1.0": tuple(
@@ -314,6 +327,22 @@ def find_splits(root: Path, splits: tuple[str, ...] | None, version: str, labels
     return found
 
 
+def check_classes(found: dict, classes: tuple[str, ...]) -> None:
+    """Raise ValueError, before anything is written, when no object of the labelled splits is of `classes`: a dataset
+    of its own classes converted as DOTA's would become background images only."""
+    seen = Counter()
+    for _, labels_dir in found.values():
+        for file in sorted(labels_dir.glob("*.txt")) if labels_dir else ():
+            seen.update(canonical_name(o.name) for o in parse_dota_txt(file)[0])
+            if seen.keys() & set(map(canonical_name, classes)):
+                return
+    if seen:
+        raise ValueError(
+            f"no object is of the {len(classes)} classes ({', '.join(classes[:4])}, ...); the labels name "
+            f"{sorted(seen)[:8]}: pass your classes in order with --classes a,b,c (or a names file)."
+        )
+
+
 def convert_dota(
     dota_root: str | Path,
     out_dir: str | Path,
@@ -330,23 +359,26 @@ def convert_dota(
     labels: str | None = None,
     copy: bool = False,
     workers: int = 0,
+    classes: Sequence[str] | str | Path | None = None,
 ) -> Path:
     """Convert raw DOTA folders into a (split) Ultralytics OBB dataset; return its data.yaml. The arguments are the
     options of `yolo-ld convert dota` (`cli` below has their help). `out_dir` must be new, empty or a previous output of
     this converter (its split folders are replaced); `size=0` converts without splitting (images linked, labels clipped
-    to the image); `workers` <= 1 converts in this process."""
+    to the image); `workers` <= 1 converts in this process; `classes` (a sequence or a names file) replaces DOTA's
+    classes with a dataset's own, in their order."""
     root, out = Path(dota_root).resolve(), Path(out_dir).resolve()
     check_dir(root, out, "DOTA root")
     previous = (out / "data.yaml").is_file() and "dota_root:" in (out / "data.yaml").read_text()
     if out.is_dir() and any(out.iterdir()) and not previous:
         raise ValueError(f"out_dir '{out}' is not empty and holds no previous 'yolo-ld convert dota' output.")
-    classes = class_names(version, names)
+    classes = tuple(load_names(classes) or class_names(version, names))
     if size:
         windows(size, size, size, gap)  # checks size and gap
     if ext not in {"png", "jpg"} or not rates or min(rates) <= 0 or not 0 <= iof <= 1:
         raise ValueError(f"ext '{ext}' must be png or jpg, rates {[*rates]} positive numbers and iof {iof} in [0, 1].")
     settings = SplitSettings(size, gap, tuple(float(r) for r in rates), iof, ext, drop_difficult, drop_empty, copy)
     found = find_splits(root, splits, version, labels)
+    check_classes(found, classes)
     out.mkdir(parents=True, exist_ok=True)
     problems = Problems()
     converted = {s: convert_split(s, *found[s], out, classes, settings, problems, workers) for s in found}
@@ -373,7 +405,9 @@ def convert_dota(
 
 cli = make_cli(
     "dota",
-    lambda a: convert_dota(**{**vars(a), "rates": tuple(a.rates), "splits": a.splits and tuple(a.splits)}),
+    lambda a: convert_dota(
+        **{**vars(a), "rates": tuple(a.rates), "splits": a.splits and tuple(a.splits), "classes": names_arg(a.classes)}
+    ),
     {
         "dota_root": "the DOTA folder holding train/, val/, test/",
         "out_dir": "output folder (images/, labels/, patches.json, data.yaml)",
@@ -387,6 +421,7 @@ cli = make_cli(
         "--drop-difficult": {"action": "store_true", "help": "leave difficult objects out of the labels"},
         "--drop-empty": {"action": "store_true", "help": "write no train patch without objects"},
         "--names": {"default": "dota", "choices": NAME_STYLES, "help": "'storage-tank' or 'storage tank'"},
+        "--classes": "your own classes in order, a,b,c or a file of one per line (default: DOTA's of --version)",
         "--labels": "labelTxt folder relative to each split folder, e.g. labelTxt-v1.5/{split}",
         "--copy": {"action": "store_true", "help": "--size 0: copy the images instead of symlinking them"},
         "--workers": {"type": int, "default": min(4, os.cpu_count() or 1), "help": "parallel processes"},
