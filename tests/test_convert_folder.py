@@ -300,7 +300,7 @@ def test_yolo_split_layout_counts_problems(tmp_path, logged):
     yolo_label(root / "labels/train/a.txt", "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2\n")  # a malformed line
     yolo_label(root / "labels/train/b.txt", "2 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\n\n")  # class 2; x 1.5
     yolo_label(root / "labels/train/z.txt", "0 0.5 0.5 0.2 0.2\n")  # no image
-    yolo_label(root / "labels/val/d.txt", "1 0.1 0.1 0.9 0.1 0.9 0.9\n")  # a polygon
+    yolo_label(root / "labels/val/d.txt", "1 0.1 0.1 0.9 0.1 0.9 0.9\n0 0.5 0.5 0.2 0.2\n")  # a polygon and a box
     (root / "classes.txt").write_text("cat\ndog\n")  # as labelImg writes it
     data_yaml = convert_yolo(root)
     assert data_yaml == root / "data.yaml"
@@ -310,12 +310,13 @@ def test_yolo_split_layout_counts_problems(tmp_path, logged):
     assert yaml.safe_load(data_yaml.read_text())["summary"] == {
         "images": 5,  # a.jpg, a.png, b, c, d
         "background": 1,  # c
-        "boxes": 5,  # well-formed lines: a.txt:1 (read for a.jpg and a.png), b.txt:1 and :2, d.txt:1
+        "boxes": 6,  # well-formed lines: a.txt:1 (read for a.jpg and a.png), b.txt:1 and :2, d.txt:1 and :2
         "no label": 1,
         "malformed line": 2,  # a.txt:2, read for a.jpg and for a.png
         "class out of range": 1,
         "outside [0, 1]": 1,
         "polygon line": 1,
+        "mixed lines": 1,  # d.txt: Ultralytics would skip d as corrupt
         "shared label": 1,
         "label without image": 1,
         "unreadable image": 0,
@@ -324,6 +325,7 @@ def test_yolo_split_layout_counts_problems(tmp_path, logged):
     }
     assert any("b.txt:1': class 2 is outside the 2 names" in m for m in logged)
     assert any("labels/train/z.txt' belongs to no image" in m for m in logged)
+    assert any("d.txt' mixes box and polygon lines" in m for m in logged)
     assert (root / "labels/train/b.txt").read_text() == "2 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\n\n"  # untouched
     convert_yolo(root)  # its own yaml may be replaced
     data_yaml.write_text("path: .\n")

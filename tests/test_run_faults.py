@@ -115,6 +115,27 @@ def test_val_that_is_the_train_split_is_named(tmp_path, untrained_teacher_pt, st
     assert any("val is the train split, so the teacher's check and every mAP" in m for m in logged)
 
 
+def test_label_format_against_the_task(
+    tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml, shapes_obb_yaml, logged
+):
+    """Axis-aligned labels for an OBB student are refused before a teacher stage trains; rotated labels for a detect
+    student train (their enclosing boxes) with a warning."""
+    from ultrald import LDOBBTrainer
+
+    project = tmp_path / "runs"
+    obb = {
+        "model": "yolov8n-obb.yaml",
+        "teacher": "yolov8n-obb.yaml",
+        "data": str(shapes_yaml),
+        "project": str(project),
+    }
+    with pytest.raises(DataError, match="holds axis-aligned boxes .* and the student is an OBB model"):
+        LDOBBTrainer(overrides=obb)
+    assert not project.exists()
+    LDTrainer(overrides=args(project, "det", student_yaml, shapes_obb_yaml, untrained_teacher_pt))
+    assert any("holds rotated boxes (4 corners); a detect model learns their axis-aligned" in m for m in logged)
+
+
 @pytest.fixture
 def interrupted_run(tmp_path, untrained_teacher_pt, student_yaml, shapes_yaml, monkeypatch):
     """A 2-epoch run started in tmp/work with a relative data= and stopped after epoch 1 (as Ctrl-C would)."""

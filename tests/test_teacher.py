@@ -115,7 +115,9 @@ def test_trainer_refuses_missing_teacher_before_creating_a_run(tmp_path, shapes_
     with pytest.raises(TeacherError, match="teacher= is required"):
         LDTrainer(overrides=dict(model="yolov8n.yaml", data=str(shapes_yaml), project=str(project)))
     base = {"model": "yolov8n.yaml", "data": str(shapes_yaml), "project": str(project)}
-    with pytest.raises(TeacherError, match="teacher=yolov8n-seg.yaml builds a segment model, the student is a detect"):
+    with pytest.raises(
+        TeacherError, match="teacher=yolov8n-seg.yaml builds a model of task 'segment', the student's task is 'detect'"
+    ):
         LDTrainer(overrides={**base, "teacher": "yolov8n-seg.yaml"})  # before a teacher stage trains it
     with pytest.raises(ValueError, match="'epochs' must be >= 1"):
         LDTrainer(overrides={**base, "teacher": "yolov8n.yaml", "epochs": 0})  # Ultralytics' checks, before a stage

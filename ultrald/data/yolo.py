@@ -57,6 +57,7 @@ NOTES = {
     "class out of range": "lines with a class id outside the names",
     "outside [0, 1]": "lines with coordinates outside [0, 1]",
     "polygon line": "polygon lines (Ultralytics boxes them)",
+    "mixed lines": "label files mixing box and polygon lines (Ultralytics skips their images)",
     "shared label": "images sharing a label file with one of the same stem",
     "label without image": "label files without an image",
     "unreadable image": "unreadable images",
@@ -108,6 +109,8 @@ def check_labels(images: list[Path], bad: Problems, n: Counter) -> list[tuple[in
         text = label.read_text(encoding="utf-8-sig").splitlines()
         boxes = [(f"{label}:{i}", parse_line(x.split())) for i, x in enumerate(text, 1) if x.split()]
         n["background"] += not boxes
+        if len({len(b[1]) > 4 for _, b in boxes if not isinstance(b, str)}) > 1:
+            bad("mixed lines", f"'{label}' mixes box and polygon lines: Ultralytics skips its image as corrupt")
         for where, box in boxes:
             if isinstance(box, str):
                 bad("malformed line", f"'{where}': {box}")

@@ -118,7 +118,9 @@ def check_classes(teacher: nn.Module, task: str, names: dict[int, str]) -> None:
     """Raise TeacherError if `teacher` does not predict `task` and the classes `names` (count, names and order)."""
     t_task, t_names, nc = head_task(teacher), dict(getattr(teacher, "names", {})), head_of(teacher).nc
     if t_task != task:
-        raise TeacherError(f"teacher task '{t_task}' does not match student task '{task}'. Use a {task} teacher.")
+        raise TeacherError(
+            f"teacher task '{t_task}' does not match student task '{task}'. Use a teacher of task '{task}'."
+        )
     if nc != len(names):
         raise TeacherError(f"teacher has {nc} classes, student has {len(names)}: they must predict the same classes.")
     if [t_names.get(i) for i in range(nc)] != [names.get(i) for i in range(len(names))]:

@@ -18,6 +18,8 @@ import torch
 from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
 
 from ..data.shapes import resolve_data
+from ultralytics.utils import LOGGER
+
 from ..errors import DataError, RunInUseError, UltraldError
 
 RUN_LOCK = "ultrald.lock"  # in the run directory while a process trains into it: that process's pid
@@ -71,9 +73,10 @@ def split_images(data: Mapping, split: str) -> list[Path]:
     return sorted(files)
 
 
-def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
+def check_splits(data: dict, name: Any, splits: tuple[str, ...], task: str | None = None) -> None:
     """Raise DataError naming the first of `splits` (of a checked data dict) whose path is missing or has no images,
-    or none of whose images has a box.
+    or none of whose images has a box, or whose boxes are axis-aligned for an OBB `task` (rotated ones for a detect
+    `task` are a warning: Ultralytics trains their enclosing boxes).
 
     Ultralytics checks only the val split when it reads the yaml; a train split without images fails only once the
     teacher has been validated, after the run directory has been filled.
@@ -89,15 +92,34 @@ def check_splits(data: dict, name: Any, splits: tuple[str, ...]) -> None:
             if not split_images({"path": data.get("path"), split: str(path)}, split):
                 what = "folder" if path.is_dir() else "list"
                 raise DataError(f"data={name}: the {split} {what} '{path}' has no images.")
-        labels = map(Path, img2label_paths([str(f) for f in split_images(data, split)]))
-        if not any(f.is_file() and f.read_text().strip() for f in labels):  # stops at the first box
+        if first_box(data, split) is None:
             raise DataError(
                 f"data={name}: no image of the {split} split has a box (its label files are empty or missing), so "
                 "nothing can be learned or scored on it; check the labels/ folders beside images/."
             )
+    rotated = len(first_box(data, splits[0]) or []) == 9  # class + 4 corners
+    if task == "obb" and not rotated:
+        raise DataError(
+            f"data={name} holds axis-aligned boxes ('class xc yc w h'), and the student is an OBB model: train a "
+            "detect model, or convert rotated labels ('yolo-ld convert dota')."
+        )
+    if task == "detect" and rotated:
+        LOGGER.warning(
+            f"ultrald: data={name} holds rotated boxes (4 corners); a detect model learns their axis-aligned "
+            "enclosing boxes. For rotated boxes train an -obb model."
+        )
 
 
-def check_data(data: Any, splits: tuple[str, ...]) -> dict:
+def first_box(data: Mapping, split: str) -> list[str] | None:
+    """Return the fields of the first label line of a split (images in order), None when no image has a box."""
+    for label in map(Path, img2label_paths([str(f) for f in split_images(data, split)])):
+        lines = label.read_text().splitlines() if label.is_file() else []
+        if box := next((x.split() for x in lines if x.strip()), None):
+            return box
+    return None
+
+
+def check_data(data: Any, splits: tuple[str, ...], task: str | None = None) -> dict:
     """Return Ultralytics' checked data dict of `data=` (an embedded dataset's name resolved), each of `splits` having
     images; raise a one-line DataError naming the problem (ultrald's own errors, e.g. a missing extra, as they are)."""
     try:
@@ -106,7 +128,7 @@ def check_data(data: Any, splits: tuple[str, ...]) -> dict:
         raise
     except Exception as e:
         raise data_error(data, e) from e
-    check_splits(checked, data, splits)
+    check_splits(checked, data, splits, task)
     return checked
 
 

@@ -202,12 +202,12 @@ def build_teacher(teacher: Any, expected_hash: str | None, args: Mapping[str, An
     else:
         is_yaml = Path(str(teacher)).suffix in YAMLS
         if is_yaml and (built := guess_model_task(model_yaml(teacher, "teacher", TeacherError))) != task:
-            raise TeacherError(f"teacher={teacher} builds a {built} model, the student is a {task} model.")
+            raise TeacherError(f"teacher={teacher} builds a model of task '{built}', the student's task is '{task}'.")
         source = Path(teacher) if is_yaml else resolve_weights(teacher, "teacher", TeacherError)
         model = None if is_yaml else load_teacher(source)
         trained = None
         if args and args.get("data") is not None:  # a data error is named before a stage trains on the data
-            data = check_data(args["data"], ("train", args.get("split") or "val"))
+            data = check_data(args["data"], ("train", args.get("split") or "val"), task)
             trained = teacher_stage(source, model, args, task, data)
         if trained:
             (source, stage), model = trained, load_teacher(trained[0])

@@ -310,7 +310,7 @@ class DistillationTrainerMixin(SetupHooks):
         try:
             self.args.data = resolve_data(self.args.data)
             data = super().get_dataset()
-            check_splits(data, self.args.data, ("train", self.args.split or "val"))
+            check_splits(data, self.args.data, ("train", self.args.split or "val"), self.task_name)
         except BaseException as e:
             self._remove_unused_run()
             if isinstance(e, Exception) and not isinstance(e, UltraldError):  # Ultralytics wraps the cause
