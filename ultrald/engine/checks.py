@@ -16,10 +16,9 @@ import numpy as np
 import psutil
 import torch
 from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
-
-from ..data.shapes import resolve_data
 from ultralytics.utils import LOGGER
 
+from ..data.shapes import resolve_data
 from ..errors import DataError, RunInUseError, UltraldError
 
 RUN_LOCK = "ultrald.lock"  # in the run directory while a process trains into it: that process's pid
@@ -92,12 +91,12 @@ def check_splits(data: dict, name: Any, splits: tuple[str, ...], task: str | Non
             if not split_images({"path": data.get("path"), split: str(path)}, split):
                 what = "folder" if path.is_dir() else "list"
                 raise DataError(f"data={name}: the {split} {what} '{path}' has no images.")
-        if first_box(data, split) is None:
+        if (box := first_box(data, split)) is None:
             raise DataError(
                 f"data={name}: no image of the {split} split has a box (its label files are empty or missing), so "
                 "nothing can be learned or scored on it; check the labels/ folders beside images/."
             )
-    rotated = len(first_box(data, splits[0]) or []) == 9  # class + 4 corners
+        rotated = len(box) == 9  # class + 4 corners
     if task == "obb" and not rotated:
         raise DataError(
             f"data={name} holds axis-aligned boxes ('class xc yc w h'), and the student is an OBB model: train a "

@@ -20,9 +20,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from torch import nn
-from ultralytics.nn.tasks import guess_model_task
 from ultralytics.cfg import DEFAULT_CFG_DICT, get_save_dir
 from ultralytics.data.utils import img2label_paths
+from ultralytics.nn.tasks import guess_model_task
 from ultralytics.utils import LOCAL_RANK, LOGGER, colorstr
 
 from ..data.shapes import resolve_data
